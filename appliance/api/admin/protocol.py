@@ -1,0 +1,87 @@
+"""Admin API wire models, shared by the daemon's routes and `appliance.client`.
+
+Pure pydantic + records: importing this must not pull FastAPI or the daemon (the TUI and CLI
+import it). Admin models forbid unknown fields, unlike the OpenAI ones.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from appliance.records import Accelerator, LoadedModel, ModelInfo
+
+
+class AdminModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DaemonStatus(AdminModel):
+    version: str
+    started_at: float
+    uptime_s: float
+    api_url: str
+    """The URL LAN clients use as their OpenAI base URL."""
+    listen: str
+    api_key_required: bool
+    state_dir: str
+    admin_socket: str
+    default_model: str | None
+    devices: list[Accelerator]
+    models_loaded: list[LoadedModel]
+    models_installed: int
+
+
+class ImportRequest(AdminModel):
+    path: str
+    """Absolute path of the file to import, readable by the daemon's user."""
+    name: str | None = None
+
+
+class ImportProgress(AdminModel):
+    """One NDJSON line of an import: progress lines, then `done` or `error`."""
+
+    status: Literal["copying", "done", "error"]
+    completed_bytes: int = 0
+    total_bytes: int = 0
+    model: ModelInfo | None = None
+    created: bool = False
+    error: str | None = None
+    error_code: str | None = None
+
+
+class KeyCreateRequest(AdminModel):
+    name: str | None = None
+    scope: Literal["user", "admin"] = "user"
+
+
+class ApiKeyPublic(AdminModel):
+    id: int
+    name: str
+    prefix: str
+    scope: str
+    created_at: float
+    last_used_at: float | None = None
+    revoked: bool = False
+
+
+class KeyCreated(AdminModel):
+    key: str
+    """The key itself; shown once, stored only as a hash."""
+    info: ApiKeyPublic
+
+
+class ModelRemoved(AdminModel):
+    name: str
+    unloaded: bool
+
+
+class ErrorBody(AdminModel):
+    code: str
+    message: str
+    title: str
+
+
+class ErrorEnvelope(AdminModel):
+    error: ErrorBody

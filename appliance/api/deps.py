@@ -1,0 +1,56 @@
+"""FastAPI dependencies shared by the routes: the services, and API-key checks.
+
+Keys arrive as `Authorization: Bearer KEY` (OpenAI clients) or `X-API-Key: KEY`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from appliance.errors import AuthenticationError, PermissionDenied
+from appliance.services import Services
+
+
+def get_services(request: Request) -> Services:
+    return request.app.state.services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+def _presented_key(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    return request.headers.get("x-api-key") or None
+
+
+def require_api_key(request: Request, services: ServicesDep) -> str | None:
+    """Admit the request if keys are off or it carries a valid key; return the key's scope."""
+    if not services.config.api.require_api_key:
+        return "user"
+    key = _presented_key(request)
+    if key is None:
+        raise AuthenticationError(
+            "this appliance requires an API key: send it as 'Authorization: Bearer KEY' "
+            "(ask the administrator for a key: `appliance keys create`)"
+        )
+    info = services.keys.authenticate(key)
+    if info is None:
+        raise AuthenticationError("the API key is not valid (unknown or revoked)")
+    return info.scope
+
+
+def require_admin_key(scope: Annotated[str | None, Depends(require_api_key)]) -> None:
+    """Admin routes on the LAN listener need an admin-scoped key (the socket needs none)."""
+    if scope != "admin":
+        raise PermissionDenied(
+            "this operation needs an admin-scoped API key or the admin socket on the box"
+        )
+
+
+ApiKeyDep = Depends(require_api_key)
+AdminKeyDep = Depends(require_admin_key)

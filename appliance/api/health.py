@@ -1,0 +1,43 @@
+"""`/health` (the process answers) and `/ready` (the default model is loaded and answering).
+
+Neither needs an API key: load balancers and systemd probes call them, and they reveal only
+whether the box is up.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from appliance.api.deps import ServicesDep
+from appliance.records import ModelState
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/health", operation_id="health")
+async def health() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/ready", operation_id="ready")
+async def ready(services: ServicesDep) -> JSONResponse:
+    loaded = services.engine.loaded()
+    if any(model.state == ModelState.READY for model in loaded):
+        names = [m.name for m in loaded if m.state == ModelState.READY]
+        return JSONResponse({"status": "ready", "models": names})
+    if not services.default_model:
+        reason = "no model is installed; import one with `appliance models import FILE`"
+    else:
+        state = services.engine.state_of(services.default_model)
+        installed = {model.name for model in services.store.list()}
+        if services.default_model not in installed:
+            reason = (
+                f"the default model {services.default_model!r} is not installed; import it "
+                "or change default_model"
+            )
+        elif state is None or state.state == ModelState.LOADING:
+            reason = f"model {services.default_model!r} is loading"
+        else:
+            reason = state.error or f"model {services.default_model!r} is {state.state}"
+    return JSONResponse({"status": "not_ready", "reason": reason}, status_code=503)

@@ -1,0 +1,76 @@
+"""`appliance keys create|list|revoke`: API keys for LAN clients."""
+
+from __future__ import annotations
+
+import click
+from rich.table import Table
+
+from appliance.api.admin.protocol import ApiKeyPublic
+from appliance.cli.common import daemon_or_none, echo_json, stderr_console, stdout_console
+from appliance.cli.state import CliState, pass_state
+
+
+def _keystore(state: CliState):  # type: ignore[no-untyped-def]
+    from appliance.store.keys import KeyStore
+
+    state.config.state_dir.mkdir(parents=True, exist_ok=True)
+    return KeyStore(state.config.database)
+
+
+@click.group()
+def keys() -> None:
+    """Manage API keys (shown once at creation, stored hashed)."""
+
+
+@keys.command("create")
+@click.option("--name", help="A label such as the person or client it is for.")
+@click.option("--scope", type=click.Choice(["user", "admin"]), default="user", show_default=True,
+              help="admin keys may also call /admin on the LAN listener.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@pass_state
+def create(state: CliState, name: str | None, scope: str, as_json: bool) -> None:
+    """Create a key and print it once."""
+    with daemon_or_none(state.config) as client:
+        if client:
+            created = client.create_key(name, scope)
+            key, info = created.key, created.info
+        else:
+            stored, key = _keystore(state).create(name, scope=scope)
+            info = ApiKeyPublic.model_validate(stored.model_dump())
+    if as_json:
+        echo_json({"key": key, "info": info.model_dump(mode="json")})
+        return
+    click.echo(f"API key: {key}")
+    stderr_console.print(f"created {info.scope} key {info.name!r}; it is shown only this once")
+
+
+@keys.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@pass_state
+def list_keys(state: CliState, as_json: bool) -> None:
+    """List keys (names and prefixes only; keys themselves are not stored)."""
+    with daemon_or_none(state.config) as client:
+        if client:
+            found = client.keys()
+        else:
+            found = [ApiKeyPublic.model_validate(k.model_dump()) for k in _keystore(state).list()]
+    if as_json:
+        echo_json(found)
+        return
+    table = Table("id", "name", "prefix", "scope", "revoked")
+    for key in found:
+        table.add_row(str(key.id), key.name, key.prefix + "…", key.scope, "yes" if key.revoked else "")
+    stdout_console.print(table)
+
+
+@keys.command("revoke")
+@click.argument("name_or_id")
+@pass_state
+def revoke(state: CliState, name_or_id: str) -> None:
+    """Revoke a key by name or id; clients using it get 401 from then on."""
+    with daemon_or_none(state.config) as client:
+        if client:
+            client.revoke_key(name_or_id)
+        else:
+            _keystore(state).revoke(name_or_id)
+    stderr_console.print(f"revoked {name_or_id}")

@@ -1,0 +1,32 @@
+"""`appliance status`: what the running daemon is doing."""
+
+from __future__ import annotations
+
+import click
+from rich.table import Table
+
+from appliance.cli.common import echo_json, stdout_console
+from appliance.cli.state import CliState, pass_state
+from appliance.client import AdminClient
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@pass_state
+def status(state: CliState, as_json: bool) -> None:
+    """Show the daemon's URL, devices and loaded models (needs a running daemon)."""
+    with AdminClient(state.config.admin_socket) as client:
+        info = client.status()
+    if as_json:
+        echo_json(info)
+        return
+    stdout_console.print(f"[bold]AI appliance {info.version}[/] up {info.uptime_s:.0f} s")
+    stdout_console.print(f"LAN API: {info.api_url}  (key required: {info.api_key_required})")
+    stdout_console.print(f"Default model: {info.default_model or '-'}")
+    table = Table("model", "state", "engine", "device", "pid", "context", "note")
+    for model in info.models_loaded:
+        table.add_row(
+            model.name, model.state, model.engine, model.device_id, str(model.pid or "-"),
+            str(model.context_length or "-"), model.error,
+        )  # fmt: skip
+    stdout_console.print(table)

@@ -1,0 +1,181 @@
+"""AdminClient / AsyncAdminClient: typed calls to the admin API over the Unix socket.
+
+Transport errors become `DaemonUnreachable` (naming the socket and how to start the daemon);
+error envelopes become the matching `ApplianceError` subclass, so callers handle one tree.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+from pydantic import TypeAdapter
+
+from appliance import errors
+from appliance.api.admin.protocol import (
+    ApiKeyPublic,
+    DaemonStatus,
+    ImportProgress,
+    KeyCreated,
+    ModelRemoved,
+)
+from appliance.records import Accelerator, LoadedModel, ModelInfo
+
+# Requests that only read state answer fast; loads and imports can take minutes.
+_TIMEOUT = httpx.Timeout(10.0, read=600.0)
+_BASE = "http://appliance"
+
+_ERRORS_BY_CODE: dict[str, type[errors.ApplianceError]] = {}
+for _cls in (
+    errors.UsageError, errors.ModelFormatError, errors.AuthenticationError,
+    errors.PermissionDenied, errors.NotFound, errors.ModelNotFound, errors.Conflict,
+    errors.StorageError, errors.EngineError, errors.ModelLoading, errors.EngineDead,
+    errors.Overloaded, errors.ConfigError,
+):  # fmt: skip
+    _ERRORS_BY_CODE[_cls.code] = _cls
+
+
+def error_from_code(code: str | None, message: str) -> errors.ApplianceError:
+    return _ERRORS_BY_CODE.get(code or "", errors.ApplianceError)(message)
+
+
+def _unreachable(socket_path: Path, exc: Exception) -> errors.DaemonUnreachable:
+    if isinstance(exc, PermissionError) or "Permission denied" in str(exc):
+        return errors.DaemonUnreachable(
+            f"no permission to use the admin socket {socket_path}; run as root or join the "
+            "appliance-admin group"
+        )
+    return errors.DaemonUnreachable(
+        f"the appliance daemon is not running (no answer on {socket_path}); start it with "
+        "`systemctl start ai-appliance` or `appliance serve`"
+    )
+
+
+def _raise_for(response: httpx.Response) -> None:
+    if response.is_success:
+        return
+    try:
+        body = response.json()["error"]
+        raise error_from_code(body.get("code"), body.get("message", response.text))
+    except (ValueError, KeyError, TypeError):
+        raise errors.ApplianceError(f"daemon answered {response.status_code}: {response.text}") from None
+
+
+class AdminClient:
+    """Blocking client, for the CLI."""
+
+    def __init__(self, socket_path: Path) -> None:
+        self.socket_path = socket_path
+        self._http = httpx.Client(
+            transport=httpx.HTTPTransport(uds=str(socket_path)), base_url=_BASE, timeout=_TIMEOUT
+        )
+
+    def __enter__(self) -> AdminClient:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._http.close()
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except (httpx.ConnectError, httpx.RemoteProtocolError, OSError) as exc:
+            raise _unreachable(self.socket_path, exc) from None
+        _raise_for(response)
+        return response.json()
+
+    def is_running(self) -> bool:
+        try:
+            self._call("GET", "/health")
+        except errors.DaemonUnreachable:
+            return False
+        return True
+
+    def status(self) -> DaemonStatus:
+        return DaemonStatus.model_validate(self._call("GET", "/admin/status"))
+
+    def devices(self) -> list[Accelerator]:
+        return TypeAdapter(list[Accelerator]).validate_python(self._call("GET", "/admin/devices"))
+
+    def models(self) -> list[ModelInfo]:
+        return TypeAdapter(list[ModelInfo]).validate_python(self._call("GET", "/admin/models"))
+
+    def show_model(self, name: str) -> ModelInfo:
+        return ModelInfo.model_validate(self._call("GET", f"/admin/models/{name}"))
+
+    def remove_model(self, name: str) -> ModelRemoved:
+        return ModelRemoved.model_validate(self._call("DELETE", f"/admin/models/{name}"))
+
+    def load_model(self, name: str) -> LoadedModel:
+        return LoadedModel.model_validate(self._call("POST", f"/admin/models/{name}/load"))
+
+    def import_model(
+        self,
+        path: Path,
+        name: str | None = None,
+        on_progress: Callable[[ImportProgress], None] | None = None,
+    ) -> ImportProgress:
+        """Import through the daemon; returns the final `done` line or raises its error."""
+        final: ImportProgress | None = None
+        for line in self._stream_lines(
+            "/admin/models/import", {"path": str(path.absolute()), "name": name}
+        ):
+            final = ImportProgress.model_validate(line)
+            if final.status == "copying" and on_progress:
+                on_progress(final)
+        if final is None:
+            raise errors.ApplianceError("the daemon ended the import without a result")
+        if final.status == "error":
+            raise error_from_code(final.error_code, final.error or "import failed")
+        return final
+
+    def _stream_lines(self, path: str, body: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        try:
+            with self._http.stream("POST", path, json=body) as response:
+                if not response.is_success:
+                    response.read()
+                    _raise_for(response)
+                for line in response.iter_lines():
+                    if line.strip():
+                        yield json.loads(line)
+        except (httpx.ConnectError, OSError) as exc:
+            raise _unreachable(self.socket_path, exc) from None
+
+    def keys(self) -> list[ApiKeyPublic]:
+        return TypeAdapter(list[ApiKeyPublic]).validate_python(self._call("GET", "/admin/keys"))
+
+    def create_key(self, name: str | None, scope: str) -> KeyCreated:
+        body = {"name": name, "scope": scope}
+        return KeyCreated.model_validate(self._call("POST", "/admin/keys", json=body))
+
+    def revoke_key(self, name_or_id: str) -> ApiKeyPublic:
+        return ApiKeyPublic.model_validate(self._call("DELETE", f"/admin/keys/{name_or_id}"))
+
+
+class AsyncAdminClient:
+    """Non-blocking client, for the TUI's workers."""
+
+    def __init__(self, socket_path: Path, transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self.socket_path = socket_path
+        self._http = httpx.AsyncClient(
+            transport=transport or httpx.AsyncHTTPTransport(uds=str(socket_path)),
+            base_url=_BASE,
+            timeout=_TIMEOUT,
+        )
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = await self._http.request(method, path, **kwargs)
+        except (httpx.ConnectError, httpx.RemoteProtocolError, OSError) as exc:
+            raise _unreachable(self.socket_path, exc) from None
+        _raise_for(response)
+        return response.json()
+
+    async def status(self) -> DaemonStatus:
+        return DaemonStatus.model_validate(await self._call("GET", "/admin/status"))

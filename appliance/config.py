@@ -1,0 +1,228 @@
+"""The one configuration model: `/etc/ai-appliance/config.toml` plus `APPLIANCE_*` overrides.
+
+Imports only `appliance.errors`. Every setting is declared once here with its default and a
+docstring; environment variables override the file as `APPLIANCE_SECTION__KEY` (e.g.
+`APPLIANCE_ENGINE__THREADS=4`), and three short forms exist for scripts and tests:
+
+- `APPLIANCE_CONFIG`  the config file (default `/etc/ai-appliance/config.toml`, or
+                      `$APPLIANCE_HOME/config.toml` when a home is set)
+- `APPLIANCE_HOME`    one directory used instead of every system path (state, models,
+                      database, admin socket, hooks)
+- `APPLIANCE_LISTEN`  `host:port` of the LAN listener (same as `APPLIANCE_API__LISTEN`)
+
+A bad key or value raises `ConfigError` with one line naming the key and the expected form.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from appliance.errors import ConfigError
+
+SYSTEM_CONFIG = Path("/etc/ai-appliance/config.toml")
+SYSTEM_STATE_DIR = Path("/var/lib/ai-appliance")
+SYSTEM_ADMIN_SOCKET = Path("/run/ai-appliance/admin.sock")
+SYSTEM_HOOKS_DIR = Path("/etc/ai-appliance/hooks.d")
+
+
+class Section(BaseModel):
+    # A misspelt key must be an error, not silently ignored.
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """Split `host:port` (IPv6 as `[::1]:8080`) into its parts, or raise ValueError."""
+    host, sep, port_text = value.rpartition(":")
+    if not sep or not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ValueError(f"expected HOST:PORT such as 0.0.0.0:8080, got {value!r}")
+    return host.strip("[]"), int(port_text)
+
+
+class ApiSettings(Section):
+    listen: str = "0.0.0.0:8080"
+    """`host:port` the LAN API listens on (OpenAI- and Ollama-compatible)."""
+    require_api_key: bool = True
+    """Refuse LAN requests without a valid API key. Turn off only on a trusted network."""
+    public_url: str | None = None
+    """URL to show people (e.g. behind a reverse proxy); derived from `listen` when unset."""
+
+    @field_validator("listen")
+    @classmethod
+    def _check_listen(cls, value: str) -> str:
+        parse_listen(value)
+        return value
+
+
+class PathSettings(Section):
+    state_dir: Path | None = None
+    """Models and the SQLite database. Default `/var/lib/ai-appliance` (or `$APPLIANCE_HOME`)."""
+    admin_socket: Path | None = None
+    """Unix socket of the admin API. Default `/run/ai-appliance/admin.sock`."""
+    hooks_dir: Path | None = None
+    """Lifecycle hooks, one folder per event. Default `/etc/ai-appliance/hooks.d`."""
+
+
+class EngineSettings(Section):
+    context_length: int = Field(default=4096, ge=0)
+    """Context window per loaded model in tokens; 0 uses the model's trained length."""
+    threads: int = Field(default=0, ge=0)
+    """CPU threads for generation; 0 picks the number of physical cores."""
+    max_tokens: int = Field(default=2048, ge=1)
+    """Answer length cap when a request sets none."""
+    load_timeout_s: float = Field(default=300.0, gt=0)
+    """How long a model load may take before it is reported failed."""
+
+
+class DeviceSettings(Section):
+    telemetry_interval_s: float = Field(default=2.0, gt=0)
+    """Seconds between telemetry samples of every device."""
+
+
+class HookSettings(Section):
+    timeout_s: float = Field(default=30.0, gt=0)
+    """Seconds a hook may run before it is killed."""
+
+
+class Config(BaseSettings):
+    """Everything the daemon and the CLI can be told."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="APPLIANCE_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        use_attribute_docstrings=True,
+    )
+
+    home: Path | None = None
+    """One directory used instead of every system path (set by `APPLIANCE_HOME`)."""
+    default_model: str | None = None
+    """Model loaded at start; when unset, the best-fitting installed model."""
+    api: ApiSettings = ApiSettings()
+    paths: PathSettings = PathSettings()
+    engine: EngineSettings = EngineSettings()
+    devices: DeviceSettings = DeviceSettings()
+    hooks: HookSettings = HookSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The file's contents arrive as init kwargs; the environment must win over the file.
+        return (env_settings, init_settings)
+
+    # Resolved paths: an explicit setting wins, then $APPLIANCE_HOME, then the system path.
+    @property
+    def state_dir(self) -> Path:
+        return self.paths.state_dir or self.home or SYSTEM_STATE_DIR
+
+    @property
+    def admin_socket(self) -> Path:
+        if self.paths.admin_socket:
+            return self.paths.admin_socket
+        return self.home / "admin.sock" if self.home else SYSTEM_ADMIN_SOCKET
+
+    @property
+    def hooks_dir(self) -> Path:
+        if self.paths.hooks_dir:
+            return self.paths.hooks_dir
+        return self.home / "hooks.d" if self.home else SYSTEM_HOOKS_DIR
+
+    @property
+    def models_dir(self) -> Path:
+        return self.state_dir / "models"
+
+    @property
+    def database(self) -> Path:
+        return self.state_dir / "appliance.db"
+
+    @property
+    def listen_address(self) -> tuple[str, int]:
+        return parse_listen(self.api.listen)
+
+
+def default_config_path(env: dict[str, str] | None = None) -> Path:
+    env = os.environ if env is None else env
+    if env.get("APPLIANCE_CONFIG"):
+        return Path(env["APPLIANCE_CONFIG"])
+    if env.get("APPLIANCE_HOME"):
+        return Path(env["APPLIANCE_HOME"]) / "config.toml"
+    return SYSTEM_CONFIG
+
+
+def load_config(path: Path | None = None) -> Config:
+    """Read the config file (if any) and the environment into a validated `Config`.
+
+    `path` is the file the user named (`--config`); a named file must exist. The default
+    file may be absent, in which case every default applies.
+    """
+    explicit = path is not None or bool(os.environ.get("APPLIANCE_CONFIG"))
+    path = path or default_config_path()
+    data = _read_toml(path, must_exist=explicit)
+    listen_override = os.environ.get("APPLIANCE_LISTEN")
+    try:
+        config = Config(**data)
+        if listen_override:
+            config.api = ApiSettings.model_validate(
+                {**config.api.model_dump(), "listen": listen_override}
+            )
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, path, listen_override)) from None
+    if config.home is not None:
+        config.home = config.home.expanduser().absolute()
+    return config
+
+
+def _read_toml(path: Path, *, must_exist: bool) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        if must_exist:
+            raise ConfigError(
+                f"config file {path} does not exist; create it or point --config / "
+                "APPLIANCE_CONFIG at an existing file"
+            ) from None
+        return {}
+    except PermissionError:
+        raise ConfigError(f"config file {path} is not readable by this user") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+
+
+def _describe(exc: ValidationError, path: Path, listen_override: str | None) -> str:
+    """Turn pydantic's report into one line per problem, each naming the key."""
+    lines = []
+    for error in exc.errors():
+        key = ".".join(str(part) for part in error["loc"])
+        if error["type"] == "extra_forbidden":
+            known = _known_keys(error["loc"][:-1])
+            lines.append(f"unknown key '{key}' in {path} (known keys here: {known})")
+            continue
+        message = error["msg"].removeprefix("Value error, ")
+        if key == "listen" and listen_override:
+            key = "api.listen (APPLIANCE_LISTEN)"
+        got = error.get("input")
+        shown = "" if isinstance(got, dict) or "got" in message else f", got {got!r}"
+        lines.append(f"invalid value for '{key}' in {path}: {message}{shown}")
+    return "; ".join(lines)
+
+
+def _known_keys(loc: tuple[Any, ...]) -> str:
+    model: type[BaseModel] = Config
+    for part in loc:
+        annotation = model.model_fields[str(part)].annotation
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            break
+        model = annotation
+    return ", ".join(name for name in model.model_fields if name != "home" or model is not Config)

@@ -1,0 +1,223 @@
+"""`appliance serve`: build the services, bind both listeners, load the default model, serve.
+
+Two uvicorn servers share one event loop: the LAN API on TCP and the admin API on a Unix socket
+that we bind ourselves (uvicorn's `--uds` would make it 0666; ours is 0660, group
+`appliance-admin`). Signals only set the servers' exit flags; shutdown stops the workers and
+removes the socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import grp
+import logging
+import os
+import signal
+import socket
+import sys
+from pathlib import Path
+
+import psutil
+import uvicorn
+
+from appliance import __version__
+from appliance.api.app import create_admin_app, create_app
+from appliance.config import Config
+from appliance.devices import DeviceManager
+from appliance.engine.manager import EngineManager
+from appliance.errors import ConfigError, StorageError
+from appliance.records import ModelInfo
+from appliance.services import Services
+from appliance.store.keys import KeyStore
+from appliance.store.models import ModelStore
+
+log = logging.getLogger("appliance.daemon")
+
+ADMIN_GROUP = "appliance-admin"
+
+
+class _Server(uvicorn.Server):
+    """A uvicorn server that leaves signal handling to the daemon (two servers, one loop)."""
+
+    def capture_signals(self):  # type: ignore[no-untyped-def, override]
+        return contextlib.nullcontext()
+
+
+def lan_url(host: str, port: int) -> str:
+    """The URL to show people: the box's LAN address when listening on every interface."""
+    if host in ("0.0.0.0", "::", ""):
+        host = _primary_address() or "127.0.0.1"
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}/v1"
+
+
+def _primary_address() -> str | None:
+    stats = psutil.net_if_stats()
+    for name, addresses in sorted(psutil.net_if_addrs().items()):
+        if name == "lo" or not stats.get(name, None) or not stats[name].isup:
+            continue
+        for address in addresses:
+            if address.family == socket.AF_INET and not address.address.startswith("127."):
+                return address.address
+    return None
+
+
+def choose_default_model(config: Config, installed: list[ModelInfo]) -> str | None:
+    """The configured default, else the largest installed model that fits in RAM with room."""
+    if config.default_model:
+        return config.default_model
+    budget = psutil.virtual_memory().available * 0.8
+    fitting = [m for m in installed if m.size_bytes < budget]
+    if not fitting:
+        return None
+    return max(fitting, key=lambda m: m.size_bytes).name
+
+
+def bind_admin_socket(path: Path) -> socket.socket:
+    """Bind the admin socket with mode 0660; refuse if another daemon already answers there."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StorageError(f"cannot create the admin socket folder {path.parent}: {exc.strerror}") from None
+    if path.exists():
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.connect(str(path))
+        except OSError:
+            path.unlink()  # stale socket left by a daemon that did not shut down cleanly
+        else:
+            raise ConfigError(
+                f"another appliance daemon is already running on {path}; stop it first "
+                "(systemctl stop ai-appliance) or use another APPLIANCE_HOME"
+            )
+        finally:
+            probe.close()
+    if len(str(path).encode()) > 107:
+        raise ConfigError(f"admin socket path {path} is longer than the 107 bytes Linux allows")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old_umask = os.umask(0o117)  # never let the socket exist with wider permissions
+    try:
+        sock.bind(str(path))
+    finally:
+        os.umask(old_umask)
+    os.chmod(path, 0o660)
+    with contextlib.suppress(KeyError, PermissionError):
+        os.chown(path, -1, grp.getgrnam(ADMIN_GROUP).gr_gid)
+    sock.listen(64)
+    sock.setblocking(False)
+    return sock
+
+
+def bind_lan_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise ConfigError(
+                f"cannot listen on {host}:{port}: the port is in use (another appliance or "
+                "web server?); choose another with api.listen or APPLIANCE_LISTEN"
+            ) from None
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock.listen(512)
+    sock.setblocking(False)
+    return sock
+
+
+def build_services(config: Config) -> tuple[Services, str | None]:
+    """Open the state, make sure an API key exists; return the services and a new key, if any."""
+    try:
+        config.state_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StorageError(f"cannot create the state folder {config.state_dir}: {exc.strerror}") from None
+    store = ModelStore(config.state_dir)
+    keys = KeyStore(config.database)
+    new_key = None
+    if config.api.require_api_key and keys.count_active() == 0:
+        _, new_key = keys.create("initial", scope="user")
+    devices = DeviceManager()
+    devices.refresh()
+    host, port = config.listen_address
+    services = Services(
+        config=config,
+        store=store,
+        keys=keys,
+        engine=EngineManager(config),
+        devices=devices,
+        api_url=config.api.public_url or lan_url(host, port),
+    )
+    services.default_model = choose_default_model(config, store.list())
+    return services, new_key
+
+
+def announce(services: Services, new_key: str | None) -> None:
+    """What the administrator needs, on stdout: where to point clients and with which key."""
+    config = services.config
+    lines = [
+        f"AI appliance {__version__} serving on {config.api.listen}",
+        f"LAN API (OpenAI base URL): {services.api_url}",
+    ]
+    if not config.api.require_api_key:
+        lines.append("API key: not required (api.require_api_key = false)")
+    elif new_key:
+        lines.append(f"API key: {new_key}")
+        lines.append("  (shown once; store it now. More keys: `appliance keys create`)")
+    else:
+        lines.append("API key: created earlier and shown once; new one: `appliance keys create`")
+    lines.append(f"Admin socket: {config.admin_socket}  (`appliance tui`, `appliance status`)")
+    model = services.default_model or "none installed (`appliance models import FILE`)"
+    lines.append(f"Default model: {model}")
+    print("\n".join(lines), flush=True)
+
+
+async def _serve(services: Services, lan: socket.socket, admin: socket.socket) -> None:
+    quiet = {"log_config": None, "access_log": False, "lifespan": "off"}
+    servers = [
+        _Server(uvicorn.Config(create_app(services), **quiet)),  # type: ignore[arg-type]
+        _Server(uvicorn.Config(create_admin_app(services), **quiet)),  # type: ignore[arg-type]
+    ]
+    loop = asyncio.get_running_loop()
+
+    def stop(signame: str) -> None:
+        log.info("received %s; shutting down", signame)
+        for server in servers:
+            server.should_exit = True
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop, sig.name)
+    if services.default_model:
+        try:
+            services.engine.start_loading(services.store.get(services.default_model))
+        except Exception as error:  # a missing default is reported by /ready, not fatal
+            log.error("default model: %s", getattr(error, "message", error))
+    try:
+        await asyncio.gather(
+            servers[0].serve(sockets=[lan]), servers[1].serve(sockets=[admin])
+        )
+    finally:
+        await services.engine.shutdown()
+
+
+def serve(config: Config) -> None:
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    services, new_key = build_services(config)
+    host, port = config.listen_address
+    lan = bind_lan_socket(host, port)
+    admin = bind_admin_socket(config.admin_socket)
+    try:
+        announce(services, new_key)
+        asyncio.run(_serve(services, lan, admin))
+    finally:
+        lan.close()
+        admin.close()
+        with contextlib.suppress(FileNotFoundError):
+            config.admin_socket.unlink()

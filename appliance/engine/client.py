@@ -1,0 +1,195 @@
+"""The daemon's handle on one engine worker process: spawn, load, stream, cancel, stop.
+
+Requests are multiplexed over the worker's stdin/stdout by id; a reader task routes each
+frame to the queue of its request. When the worker dies, every in-flight request ends with
+`EngineDead` and the handle reports the exit code, so the manager can restart or mark it failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import sys
+from collections.abc import AsyncIterator
+
+from appliance.engine.messages import (
+    HEADER_SIZE,
+    Cancel,
+    Delta,
+    Done,
+    Failed,
+    Load,
+    LoadFailed,
+    Ready,
+    Submit,
+    ToWorker,
+    encode_frame,
+    frame_length,
+    from_worker_decoder,
+)
+from appliance.errors import EngineDead, EngineError
+
+log = logging.getLogger("appliance.engine")
+
+_ids = itertools.count(1)
+
+
+class WorkerProcess:
+    """One worker process serving one model."""
+
+    def __init__(self, model_name: str) -> None:
+        self.model_name = model_name
+        self.process: asyncio.subprocess.Process | None = None
+        self.ready: Ready | None = None
+        self._streams: dict[str, asyncio.Queue[Delta | Done | Failed]] = {}
+        self._ready_future: asyncio.Future[Ready] | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self.exit_reason: str | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process else None
+
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.returncode is None
+
+    async def start(self, load: Load, timeout_s: float) -> Ready:
+        """Spawn the worker and load the model; raise EngineError with the reason on failure."""
+        self.process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "appliance.engine.worker.main",
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            # stderr is inherited: llama.cpp's diagnostics reach the journal with the daemon's.
+        )
+        self._ready_future = asyncio.get_running_loop().create_future()
+        self._reader = asyncio.create_task(self._read_frames(), name=f"worker-{self.pid}")
+        await self._send(load)
+        try:
+            self.ready = await asyncio.wait_for(asyncio.shield(self._ready_future), timeout_s)
+        except TimeoutError:
+            await self.stop()
+            raise EngineError(
+                f"loading {self.model_name!r} took longer than {timeout_s:.0f} s; "
+                "raise engine.load_timeout_s or choose a smaller model"
+            ) from None
+        except EngineError:
+            await self.stop()
+            raise
+        return self.ready
+
+    async def _send(self, message: ToWorker) -> None:
+        if not self.alive or self.process is None or self.process.stdin is None:
+            raise EngineDead(self._dead_message())
+        try:
+            self.process.stdin.write(encode_frame(message))
+            await self.process.stdin.drain()
+        except (BrokenPipeError, ConnectionResetError):
+            raise EngineDead(self._dead_message()) from None
+
+    def _dead_message(self) -> str:
+        reason = self.exit_reason or "it is not running"
+        return f"the worker for model {self.model_name!r} stopped ({reason}); it will be restarted"
+
+    async def _read_frames(self) -> None:
+        assert self.process is not None and self.process.stdout is not None
+        stdout = self.process.stdout
+        try:
+            while True:
+                header = await stdout.readexactly(HEADER_SIZE)
+                payload = await stdout.readexactly(frame_length(header))
+                self._dispatch(from_worker_decoder.decode(payload))
+        except asyncio.IncompleteReadError:
+            pass
+        except Exception:
+            log.exception("bad frame from worker %s; stopping it", self.pid)
+            self.process.kill()
+        returncode = await self.process.wait()
+        self.exit_reason = _describe_exit(returncode)
+        self._fail_all(self._dead_message())
+
+    def _dispatch(self, message: object) -> None:
+        if isinstance(message, Ready | LoadFailed):
+            if self._ready_future and not self._ready_future.done():
+                if isinstance(message, Ready):
+                    self._ready_future.set_result(message)
+                else:
+                    self._ready_future.set_exception(
+                        EngineError(f"could not load {self.model_name!r}: {message.error}")
+                    )
+        elif isinstance(message, Delta | Done | Failed):
+            stream = self._streams.get(message.id)
+            if stream is not None:
+                stream.put_nowait(message)
+
+    def _fail_all(self, reason: str) -> None:
+        if self._ready_future and not self._ready_future.done():
+            self._ready_future.set_exception(
+                EngineError(f"could not load {self.model_name!r}: the worker exited ({reason})")
+            )
+        for request_id, stream in self._streams.items():
+            stream.put_nowait(Failed(request_id, reason, code="engine_unavailable"))
+
+    async def generate(self, submit: Submit) -> AsyncIterator[Delta | Done]:
+        """Stream a request's deltas and final Done; raise EngineError if it fails.
+
+        If the consumer stops early (client gone), the worker is told to cancel.
+        """
+        stream: asyncio.Queue[Delta | Done | Failed] = asyncio.Queue()
+        self._streams[submit.id] = stream
+        finished = False
+        try:
+            await self._send(submit)
+            while True:
+                message = await stream.get()
+                if isinstance(message, Failed):
+                    finished = True
+                    error_cls = EngineDead if message.code == "engine_unavailable" else EngineError
+                    error = error_cls(message.error)
+                    error.code = message.code
+                    raise error
+                yield message
+                if isinstance(message, Done):
+                    finished = True
+                    return
+        finally:
+            self._streams.pop(submit.id, None)
+            if not finished and self.alive:
+                with contextlib.suppress(EngineError):
+                    await self._send(Cancel(submit.id))
+
+    async def stop(self, grace_s: float = 5.0) -> None:
+        """Close the worker's stdin (it exits on EOF); kill it if it does not."""
+        if self.process is None:
+            return
+        if self.process.stdin and not self.process.stdin.is_closing():
+            self.process.stdin.close()
+        try:
+            await asyncio.wait_for(self.process.wait(), grace_s)
+        except TimeoutError:
+            self.process.kill()
+            await self.process.wait()
+        if self._reader:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+
+
+def new_request_id() -> str:
+    return f"req-{next(_ids)}"
+
+
+def _describe_exit(returncode: int) -> str:
+    if returncode < 0:
+        import signal
+
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        hint = " (out of memory?)" if name == "SIGKILL" else ""
+        return f"killed by {name}{hint}"
+    return f"exit code {returncode}"

@@ -1,0 +1,100 @@
+"""Device, telemetry and model records shared by every layer.
+
+A leaf module: it imports only the standard library and pydantic, so drivers, the daemon, the
+admin client and the TUI can all speak the same records. Units live in field names.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import BaseModel, Field
+
+
+class DeviceKind(StrEnum):
+    """What sort of compute a device record describes."""
+
+    CPU = "cpu"
+    NVIDIA = "nvidia"
+    ASCEND = "ascend"
+
+
+class Accelerator(BaseModel):
+    """One compute device the box can run a model on, as a driver found it."""
+
+    id: str
+    """Stable id within this box, e.g. `cpu0`, `nvidia0`, `ascend3`."""
+    kind: DeviceKind
+    vendor: str
+    """Vendor name as an administrator knows it (`Intel`, `NVIDIA`, `Huawei`)."""
+    name: str
+    """Product name (`Intel(R) Xeon(R) Gold 6430`, `NVIDIA H100 80GB HBM3`, `Ascend 910B`)."""
+    memory_total_mib: int = 0
+    """Memory a model can use on this device, in MiB (system RAM for a CPU)."""
+    usable: bool = True
+    """Whether a model can be placed on this device right now."""
+    reason: str = ""
+    """Why the device is usable or not, in words an administrator can act on."""
+    pci_address: str | None = None
+    details: dict[str, object] = Field(default_factory=dict)
+    """Vendor-specific facts (cores, ISA flags, driver versions), documented by each driver."""
+
+
+class Telemetry(BaseModel):
+    """One sample of a device's live state. Fields a driver cannot read stay None."""
+
+    device_id: str
+    timestamp: float
+    """Seconds since the epoch when the sample was taken."""
+    utilization_pct: float | None = None
+    memory_used_mib: int | None = None
+    memory_total_mib: int | None = None
+    temperature_c: float | None = None
+    power_w: float | None = None
+
+
+class ModelFormat(StrEnum):
+    GGUF = "gguf"
+    ONNX = "onnx"
+
+
+class ModelInfo(BaseModel):
+    """A model registered in the store."""
+
+    name: str
+    format: ModelFormat
+    path: str
+    """Absolute path of the model file (GGUF) or directory (ONNX) inside the store."""
+    sha256: str
+    size_bytes: int
+    architecture: str = ""
+    parameter_count: int | None = None
+    quantization: str = ""
+    context_length: int | None = None
+    chat_template: str | None = None
+    bos_token: str = ""
+    eos_token: str = ""
+    source: str = ""
+    imported_at: float = 0.0
+
+
+class ModelState(StrEnum):
+    LOADING = "loading"
+    READY = "ready"
+    FAILED = "failed"
+    STOPPED = "stopped"
+
+
+class LoadedModel(BaseModel):
+    """A model the engine manager holds in a worker process."""
+
+    name: str
+    state: ModelState
+    device_id: str
+    engine: str
+    """Runtime serving the model (`llama.cpp`, later `onnxruntime`, `upstream`)."""
+    pid: int | None = None
+    context_length: int | None = None
+    error: str = ""
+    loaded_at: float | None = None
+    load_seconds: float | None = None

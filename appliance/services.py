@@ -1,0 +1,30 @@
+"""The daemon's long-lived parts, built once by `daemon.py` and handed to the API apps.
+
+Holding them in one object (rather than import-time globals) lets tests build an app on a
+temporary home, and lets the LAN and admin apps share the same engine and store.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from appliance.config import Config
+from appliance.devices import DeviceManager
+from appliance.engine.manager import EngineManager
+from appliance.store.keys import KeyStore
+from appliance.store.models import ModelStore
+
+
+@dataclass
+class Services:
+    config: Config
+    store: ModelStore
+    keys: KeyStore
+    engine: EngineManager
+    devices: DeviceManager
+    api_url: str
+    """The LAN URL people should use, e.g. `http://192.168.1.20:8080/v1`."""
+    started_at: float = field(default_factory=time.time)
+    default_model: str | None = None
+    """The model chosen at start (config `default_model`, else the best installed one)."""

@@ -1,0 +1,26 @@
+"""The model store and the API-key store: owns the SQLite registry and the model files.
+
+May import only `appliance.records`, `appliance.config` and `appliance.errors` (plus the
+`gguf` library); never the API, the engine or the UI, which are its clients.
+
+- `db`        opens the database (WAL, foreign keys, migrations by `PRAGMA user_version`)
+- `gguf_meta` reads a GGUF header safely into `GGUFMetadata`
+- `models`    `ModelStore`: import, list, get, remove, verify; content-addressed blobs
+- `keys`      `KeyStore`: create, authenticate, list, revoke API keys (only hashes stored)
+"""
+
+from __future__ import annotations
+
+from appliance.store.gguf_meta import GGUFMetadata, read_gguf_metadata
+from appliance.store.keys import ApiKeyInfo, KeyStore
+from appliance.store.models import ImportResult, ModelStore, VerifyResult
+
+__all__ = [
+    "ApiKeyInfo",
+    "GGUFMetadata",
+    "ImportResult",
+    "KeyStore",
+    "ModelStore",
+    "VerifyResult",
+    "read_gguf_metadata",
+]

@@ -1,0 +1,29 @@
+"""Lifecycle hooks: the runner that executes `<hooks_dir>/<event>.d/*`, and the hooks the box ships.
+
+May import `appliance.records`, `appliance.config` and `appliance.errors` only (never api, engine
+or ui). Installed as `appliance.firmware_hooks`; see README.md for the contract hook authors rely on.
+"""
+
+from appliance.firmware_hooks.runner import (
+    DEFAULT_KILL_GRACE_S,
+    DEFAULT_TIMEOUT_S,
+    OUTPUT_TAIL_BYTES,
+    HookEvent,
+    HookResult,
+    HookRunner,
+    discover_hooks,
+    run_hooks,
+    run_hooks_async,
+)
+
+__all__ = [
+    "DEFAULT_KILL_GRACE_S",
+    "DEFAULT_TIMEOUT_S",
+    "OUTPUT_TAIL_BYTES",
+    "HookEvent",
+    "HookResult",
+    "HookRunner",
+    "discover_hooks",
+    "run_hooks",
+    "run_hooks_async",
+]

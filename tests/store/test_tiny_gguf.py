@@ -1,0 +1,35 @@
+"""The test helper's tiny GGUF is a model llama.cpp really loads, tokenizes and runs."""
+
+from __future__ import annotations
+
+import pytest
+from helpers.tiny_gguf import BOS, write_tiny_llama
+
+llama_cpp = pytest.importorskip("llama_cpp")
+
+
+@pytest.fixture(scope="module")
+def llm(tmp_path_factory: pytest.TempPathFactory):
+    path = write_tiny_llama(tmp_path_factory.mktemp("tiny") / "tiny.gguf")
+    return llama_cpp.Llama(model_path=str(path), n_ctx=256, verbose=False, seed=0)
+
+
+def test_tiny_llama_generates_tokens_in_llama_cpp(llm):
+    out = llm.create_completion("Hello there", max_tokens=4, temperature=0.0)
+    assert out["usage"]["completion_tokens"] > 0
+
+
+def test_deepseek_special_tokens_are_single_tokens(llm):
+    for token in (BOS, "<｜User｜>", "<｜Assistant｜>", "<think>", "</think>"):
+        assert len(llm.tokenize(token.encode(), add_bos=False, special=True)) == 1, token
+
+
+def test_chat_completion_uses_the_embedded_deepseek_template(llm):
+    assert llm.metadata["tokenizer.chat_template"].endswith("{{'<｜Assistant｜><think>\\n'}}{% endif %}")
+    out = llm.create_chat_completion(messages=[{"role": "user", "content": "hi"}], max_tokens=3)
+    assert out["choices"][0]["message"]["role"] == "assistant"
+
+
+def test_merges_are_used_by_the_tokenizer(llm):
+    # "the" is two merges deep (t h e -> "he" -> "Ġthe"): fewer tokens than bytes.
+    assert len(llm.tokenize(b" the", add_bos=False)) == 1
