@@ -15,6 +15,7 @@ A bad key or value raises `ConfigError` with one line naming the key and the exp
 
 from __future__ import annotations
 
+import json
 import os
 import tomllib
 from pathlib import Path
@@ -79,11 +80,6 @@ class EngineSettings(Section):
     """How long a model load may take before it is reported failed."""
 
 
-class DeviceSettings(Section):
-    telemetry_interval_s: float = Field(default=2.0, gt=0)
-    """Seconds between telemetry samples of every device."""
-
-
 class HookSettings(Section):
     timeout_s: float = Field(default=30.0, gt=0)
     """Seconds a hook may run before it is killed."""
@@ -106,7 +102,6 @@ class Config(BaseSettings):
     api: ApiSettings = ApiSettings()
     paths: PathSettings = PathSettings()
     engine: EngineSettings = EngineSettings()
-    devices: DeviceSettings = DeviceSettings()
     hooks: HookSettings = HookSettings()
 
     @classmethod
@@ -226,3 +221,24 @@ def _known_keys(loc: tuple[Any, ...]) -> str:
             break
         model = annotation
     return ", ".join(name for name in model.model_fields if name != "home" or model is not Config)
+
+
+def settings_reference() -> list[tuple[str, str, str, str]]:
+    """Every setting as (key, environment variable, default, meaning), for docs and `--help`."""
+    rows: list[tuple[str, str, str, str]] = []
+
+    def walk(model: type[BaseModel], prefix: str) -> None:
+        for name, field in model.model_fields.items():
+            annotation = field.annotation
+            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+                walk(annotation, f"{prefix}{name}.")
+                continue
+            key = f"{prefix}{name}"
+            env = "APPLIANCE_" + key.upper().replace(".", "__")
+            if key == "api.listen":
+                env += " or APPLIANCE_LISTEN"
+            default = "unset" if field.default is None else json.dumps(field.default)
+            rows.append((key, env, default, field.description or ""))
+
+    walk(Config, "")
+    return rows

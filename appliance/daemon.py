@@ -27,7 +27,8 @@ from appliance.api.app import create_admin_app, create_app
 from appliance.config import Config
 from appliance.devices import DeviceManager
 from appliance.engine.manager import EngineManager
-from appliance.errors import ConfigError, StorageError
+from appliance.errors import ApplianceError, ConfigError, StorageError
+from appliance.firmware_hooks.runner import HookRunner
 from appliance.records import ModelInfo
 from appliance.services import Services
 from appliance.store.keys import KeyStore
@@ -80,7 +81,9 @@ def bind_admin_socket(path: Path) -> socket.socket:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise StorageError(f"cannot create the admin socket folder {path.parent}: {exc.strerror}") from None
+        raise StorageError(
+            f"cannot create the admin socket folder {path.parent}: {exc.strerror}"
+        ) from None
     if path.exists():
         probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
@@ -134,7 +137,9 @@ def build_services(config: Config) -> tuple[Services, str | None]:
     try:
         config.state_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise StorageError(f"cannot create the state folder {config.state_dir}: {exc.strerror}") from None
+        raise StorageError(
+            f"cannot create the state folder {config.state_dir}: {exc.strerror}"
+        ) from None
     store = ModelStore(config.state_dir)
     keys = KeyStore(config.database)
     new_key = None
@@ -143,12 +148,14 @@ def build_services(config: Config) -> tuple[Services, str | None]:
     devices = DeviceManager()
     devices.refresh()
     host, port = config.listen_address
+    hooks = HookRunner.from_config(config)
     services = Services(
         config=config,
         store=store,
         keys=keys,
-        engine=EngineManager(config),
+        engine=EngineManager(config, listener=hooks.run_async),
         devices=devices,
+        hooks=hooks,
         api_url=config.api.public_url or lan_url(host, port),
     )
     services.default_model = choose_default_model(config, store.list())
@@ -168,7 +175,11 @@ def announce(services: Services, new_key: str | None) -> None:
         lines.append(f"API key: {new_key}")
         lines.append("  (shown once; store it now. More keys: `appliance keys create`)")
     else:
-        lines.append("API key: created earlier and shown once; new one: `appliance keys create`")
+        active = services.keys.count_active()
+        lines.append(
+            f"API keys: {active} active (each shown once, at creation; "
+            "new one: `appliance keys create`)"
+        )
     lines.append(f"Admin socket: {config.admin_socket}  (`appliance tui`, `appliance status`)")
     model = services.default_model or "none installed (`appliance models import FILE`)"
     lines.append(f"Default model: {model}")
@@ -190,17 +201,26 @@ async def _serve(services: Services, lan: socket.socket, admin: socket.socket) -
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop, sig.name)
-    if services.default_model:
-        try:
-            services.engine.start_loading(services.store.get(services.default_model))
-        except Exception as error:  # a missing default is reported by /ready, not fatal
-            log.error("default model: %s", getattr(error, "message", error))
+    startup = asyncio.create_task(_boot(services), name="boot")
     try:
-        await asyncio.gather(
-            servers[0].serve(sockets=[lan]), servers[1].serve(sockets=[admin])
-        )
+        await asyncio.gather(servers[0].serve(sockets=[lan]), servers[1].serve(sockets=[admin]))
     finally:
+        startup.cancel()
         await services.engine.shutdown()
+
+
+async def _boot(services: Services) -> None:
+    """Boot hooks first (they may check drivers and firmware), then the default model."""
+    devices = [device.model_dump(mode="json") for device in services.devices.devices()]
+    await services.hooks.run_async("boot", {"devices": devices})
+    if not services.default_model:
+        return
+    try:
+        info = services.store.get(services.default_model)
+    except ApplianceError as error:  # reported by /ready too; the daemon keeps serving
+        log.error("default model: %s", error.message)
+        return
+    services.engine.start_loading(info)
 
 
 def serve(config: Config) -> None:

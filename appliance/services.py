@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from appliance.config import Config
 from appliance.devices import DeviceManager
 from appliance.engine.manager import EngineManager
+from appliance.firmware_hooks.runner import HookRunner
 from appliance.store.keys import KeyStore
 from appliance.store.models import ModelStore
 
@@ -23,6 +24,7 @@ class Services:
     keys: KeyStore
     engine: EngineManager
     devices: DeviceManager
+    hooks: HookRunner
     api_url: str
     """The LAN URL people should use, e.g. `http://192.168.1.20:8080/v1`."""
     started_at: float = field(default_factory=time.time)

@@ -33,7 +33,7 @@ _NODE_DIR = re.compile(r"node\d+")
 # hwmon chips that measure the CPU package itself, best first; others (acpitz, nvme, pch_*)
 # measure something else and would mislead.
 CPU_SENSOR_CHIPS = ("coretemp", "k10temp", "zenpower", "cpu_thermal", "cpu-thermal")
-_PLAUSIBLE_C = (0.0, 150.0)  # NVMe sensors report 65261.85 °C thresholds and worse
+_PLAUSIBLE_C = (0.0, 150.0)  # hwmon has bogus values (an NVMe "limit" of 65261.85 °C)
 
 
 class _Reading(Protocol):

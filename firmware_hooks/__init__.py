@@ -1,7 +1,7 @@
-"""Lifecycle hooks: the runner that executes `<hooks_dir>/<event>.d/*`, and the hooks the box ships.
+"""Lifecycle hooks: the runner of `<hooks_dir>/<event>.d/*`, and the hooks the box ships.
 
-May import `appliance.records`, `appliance.config` and `appliance.errors` only (never api, engine
-or ui). Installed as `appliance.firmware_hooks`; see README.md for the contract hook authors rely on.
+May import `appliance.records`, `appliance.config` and `appliance.errors` only (never api,
+engine or ui). Installed as `appliance.firmware_hooks`; README.md holds the hook contract.
 """
 
 from appliance.firmware_hooks.runner import (

@@ -41,7 +41,7 @@ ENV_PREFIX = "APPLIANCE_"
 # half-merged copy (run-parts and systemd's conf.d readers skip the same families).
 _BACKUP_SUFFIXES = ("~", ".rpmnew", ".rpmsave", ".rpmorig")
 _BACKUP_INFIXES = (".dpkg-",)
-_POLL_S = 0.05
+_POLL_S = 0.02
 
 
 class HookEvent(StrEnum):
@@ -137,7 +137,7 @@ def _skip_reason(entry: os.DirEntry[str]) -> str | None:
     return None
 
 
-def hook_environment(event: HookEvent, extra: Mapping[str, str] | None) -> dict[str, str]:
+def _hook_environment(event: HookEvent, extra: Mapping[str, str] | None) -> dict[str, str]:
     """The daemon's environment plus `APPLIANCE_EVENT` and the caller's `APPLIANCE_*` values."""
     extra = dict(extra or {})
     for key, value in extra.items():
@@ -166,7 +166,7 @@ async def run_hooks_async(
     paths are written as strings). Cancelling the task kills the running hook's process group.
     """
     event = HookEvent(event)
-    child_env = hook_environment(event, env)
+    child_env = _hook_environment(event, env)
     stdin = (json.dumps(dict(payload or {}), default=str) + "\n").encode()
     results = []
     for path in discover_hooks(hooks_dir, event):
@@ -292,18 +292,14 @@ async def _run_one(
 
     out, err = _Tail(), _Tail()
     io_done = asyncio.ensure_future(
-        asyncio.gather(
-            _pump(proc.stdout, out), _pump(proc.stderr, err), _feed(proc.stdin, stdin)
-        )
+        asyncio.gather(_pump(proc.stdout, out), _pump(proc.stderr, err), _feed(proc.stdin, stdin))
     )
     timed_out = False
     try:
         try:
-            await asyncio.wait_for(_exited(proc, io_done), timeout_s)
+            await asyncio.wait_for(_main_process_exit(proc), timeout_s)
         except TimeoutError:
-            # asyncio's wait() also waits for the pipes to close; a hook that exited in time
-            # but left a child holding its stdout is not the hook running late.
-            timed_out = proc.returncode is None
+            timed_out = True
         # Always: a hook's processes do not outlive it (as systemd does for a finished oneshot).
         await _terminate_group(proc.pid, grace_s)
         try:
@@ -327,7 +323,16 @@ async def _run_one(
     )
 
 
+async def _main_process_exit(proc: asyncio.subprocess.Process) -> None:
+    # Not proc.wait(): it also waits for stdout and stderr to close (CPython 3.11.x, 3.12+), so
+    # a hook that ran `daemon &` without redirecting would look hung until its deadline.
+    # returncode is set as soon as the child watcher reaps the process.
+    while proc.returncode is None:
+        await asyncio.sleep(_POLL_S)
+
+
 async def _exited(proc: asyncio.subprocess.Process, io_done: asyncio.Future[Any]) -> None:
+    """Output read to the end and the process reaped."""
     await asyncio.shield(io_done)
     await proc.wait()
 

@@ -24,8 +24,13 @@ def keys() -> None:
 
 @keys.command("create")
 @click.option("--name", help="A label such as the person or client it is for.")
-@click.option("--scope", type=click.Choice(["user", "admin"]), default="user", show_default=True,
-              help="admin keys may also call /admin on the LAN listener.")
+@click.option(
+    "--scope",
+    type=click.Choice(["user", "admin"]),
+    default="user",
+    show_default=True,
+    help="admin keys may also call /admin on the LAN listener.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @pass_state
 def create(state: CliState, name: str | None, scope: str, as_json: bool) -> None:
@@ -59,7 +64,9 @@ def list_keys(state: CliState, as_json: bool) -> None:
         return
     table = Table("id", "name", "prefix", "scope", "revoked")
     for key in found:
-        table.add_row(str(key.id), key.name, key.prefix + "…", key.scope, "yes" if key.revoked else "")
+        table.add_row(
+            str(key.id), key.name, key.prefix + "…", key.scope, "yes" if key.revoked else ""
+        )
     stdout_console.print(table)
 
 

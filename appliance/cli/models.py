@@ -5,11 +5,23 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
 from rich.table import Table
 
 from appliance.api.admin.protocol import ImportProgress
-from appliance.cli.common import daemon_or_none, echo_json, human_bytes, stderr_console, stdout_console
+from appliance.cli.common import (
+    daemon_or_none,
+    echo_json,
+    human_bytes,
+    stderr_console,
+    stdout_console,
+)
 from appliance.cli.state import CliState, pass_state
 from appliance.client import AdminClient
 from appliance.errors import DaemonUnreachable
@@ -45,7 +57,9 @@ def list_models(state: CliState, as_json: bool) -> None:
             model.name, model.architecture, model.quantization, human_bytes(model.size_bytes),
             str(model.context_length or "-"),
         )  # fmt: skip
-    stdout_console.print(table if found else "no models installed; add one with `appliance models import FILE`")
+    stdout_console.print(
+        table if found else "no models installed; add one with `appliance models import FILE`"
+    )
 
 
 @models.command("show")
@@ -61,7 +75,9 @@ def show(state: CliState, name: str, as_json: bool) -> None:
         return
     for field, value in model.model_dump(exclude={"chat_template"}).items():
         stdout_console.print(f"{field:16} {value}")
-    stdout_console.print(f"{'chat_template':16} {'yes' if model.chat_template else 'none (ChatML fallback)'}")
+    stdout_console.print(
+        f"{'chat_template':16} {'yes' if model.chat_template else 'none (ChatML fallback)'}"
+    )
 
 
 @models.command("import")
@@ -90,16 +106,19 @@ def import_model(state: CliState, source: Path, name: str | None, as_json: bool)
         echo_json({"created": created, "model": model.model_dump(mode="json")})
         return
     verb = "imported" if created else "already installed:"
-    stdout_console.print(f"{verb} {model.name} ({model.architecture}, {model.quantization}, "
-                         f"{human_bytes(model.size_bytes)}, sha256 {model.sha256[:12]}…)")
+    stdout_console.print(
+        f"{verb} {model.name} ({model.architecture}, {model.quantization}, "
+        f"{human_bytes(model.size_bytes)}, sha256 {model.sha256[:12]}…)"
+    )
 
 
-class _progress_bar:  # noqa: N801 (used as a context manager, reads like a function)
+class _progress_bar:
     def __init__(self, hidden: bool) -> None:
         self.progress = Progress(
             "[progress.description]{task.description}", BarColumn(), DownloadColumn(),
             TransferSpeedColumn(), TimeRemainingColumn(),
-            console=stderr_console, transient=True, disable=hidden,
+            console=stderr_console, transient=True,
+            disable=hidden or not stderr_console.is_terminal,
         )  # fmt: skip
 
     def __enter__(self) -> tuple[Progress, int]:
@@ -139,7 +158,9 @@ def load(state: CliState, name: str, as_json: bool) -> None:
     if as_json:
         echo_json(loaded)
     else:
-        stdout_console.print(f"{name} {loaded.state} on {loaded.device_id} in {loaded.load_seconds} s")
+        stdout_console.print(
+            f"{name} {loaded.state} on {loaded.device_id} in {loaded.load_seconds} s"
+        )
 
 
 __all__ = ["ImportProgress", "ModelInfo", "models"]

@@ -61,7 +61,9 @@ def _raise_for(response: httpx.Response) -> None:
         body = response.json()["error"]
         raise error_from_code(body.get("code"), body.get("message", response.text))
     except (ValueError, KeyError, TypeError):
-        raise errors.ApplianceError(f"daemon answered {response.status_code}: {response.text}") from None
+        raise errors.ApplianceError(
+            f"daemon answered {response.status_code}: {response.text}"
+        ) from None
 
 
 class AdminClient:
@@ -158,7 +160,9 @@ class AdminClient:
 class AsyncAdminClient:
     """Non-blocking client, for the TUI's workers."""
 
-    def __init__(self, socket_path: Path, transport: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(
+        self, socket_path: Path, transport: httpx.AsyncBaseTransport | None = None
+    ) -> None:
         self.socket_path = socket_path
         self._http = httpx.AsyncClient(
             transport=transport or httpx.AsyncHTTPTransport(uds=str(socket_path)),

@@ -12,7 +12,7 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 from appliance.config import Config
@@ -30,6 +30,7 @@ class _Slot:
     record: LoadedModel
     worker: WorkerProcess | None = None
     loading: asyncio.Task[None] | None = None
+    watcher: asyncio.Task[None] | None = None
     last_used: float = field(default_factory=time.monotonic)
 
 
@@ -39,11 +40,26 @@ def default_threads() -> int:
     return psutil.cpu_count(logical=False) or os.cpu_count() or 1
 
 
+EventListener = Callable[[str, dict[str, object]], Awaitable[object]]
+"""Told about lifecycle events (`model-loaded`, `model-unloaded`); the daemon runs hooks."""
+
+
 class EngineManager:
-    def __init__(self, config: Config, *, max_loaded: int = 1) -> None:
+    def __init__(
+        self, config: Config, *, max_loaded: int = 1, listener: EventListener | None = None
+    ) -> None:
         self.config = config
         self.max_loaded = max_loaded
+        self.listener = listener
         self._slots: dict[str, _Slot] = {}
+        self._background: set[asyncio.Task[object]] = set()
+
+    def _emit(self, event: str, payload: dict[str, object]) -> None:
+        if self.listener is None:
+            return
+        task = asyncio.ensure_future(self.listener(event, payload))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     def loaded(self) -> list[LoadedModel]:
         return [slot.record.model_copy() for slot in self._slots.values()]
@@ -113,8 +129,15 @@ class EngineManager:
         slot.record.context_length = ready.context_length
         slot.record.loaded_at = time.time()
         slot.record.load_seconds = round(time.monotonic() - started, 3)
-        log.info("model %s ready in %.1f s (pid %s)", slot.info.name, ready.load_seconds, worker.pid)
-        asyncio.create_task(self._watch(slot, worker), name=f"watch-{slot.info.name}")
+        log.info(
+            "model %s ready in %.1f s (pid %s)", slot.info.name, ready.load_seconds, worker.pid
+        )
+        self._emit(
+            "model-loaded", {"model": slot.info.name, "pid": worker.pid, "path": slot.info.path}
+        )
+        slot.watcher = asyncio.create_task(
+            self._watch(slot, worker), name=f"watch-{slot.info.name}"
+        )
 
     async def _watch(self, slot: _Slot, worker: WorkerProcess) -> None:
         assert worker.process is not None
@@ -140,8 +163,10 @@ class EngineManager:
             return False
         if slot.loading and not slot.loading.done():
             slot.loading.cancel()
+        slot.record.state = ModelState.STOPPED  # so the watcher does not report a crash
         if slot.worker:
             await slot.worker.stop()
+            self._emit("model-unloaded", {"model": name})
         return True
 
     async def shutdown(self) -> None:

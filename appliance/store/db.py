@@ -160,6 +160,11 @@ def sqlite_errors(path: Path) -> Iterator[None]:
             ) from None
         if "not a database" in text or code == "SQLITE_NOTADB":
             raise StorageError(f"{path} is not an appliance database ({text})") from None
+        if "locked" in text or code.startswith("SQLITE_BUSY"):
+            raise StorageError(
+                f"the database {path} stayed locked by another process for "
+                f"{BUSY_TIMEOUT_MS // 1000} s: {text}"
+            ) from None
         if "disk I/O error" in text or code.startswith("SQLITE_IOERR"):
             raise StorageError(f"I/O error on the database {path}: {text}") from None
         raise

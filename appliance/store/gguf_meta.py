@@ -152,9 +152,7 @@ def _open_reader(path: Path, size: int) -> Any:
     except MemoryError:
         raise ModelFormatError(f"{path}: corrupt GGUF file (absurd sizes in its header)") from None
     except Exception as exc:
-        raise ModelFormatError(
-            f"{path}: damaged GGUF file ({type(exc).__name__}: {exc})"
-        ) from None
+        raise ModelFormatError(f"{path}: damaged GGUF file ({type(exc).__name__}: {exc})") from None
 
 
 def _extract(reader: Any) -> GGUFMetadata:

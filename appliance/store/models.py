@@ -242,29 +242,7 @@ class ModelStore:
         """Re-hash the files of one model (or all) and compare with the registry."""
         models = [self.get(name)] if name is not None else self.list()
         hashed: dict[str, str] = {}  # names that share a blob hash it once
-        results = []
-        for model in models:
-            path = Path(model.path)
-            if not path.is_file():
-                results.append(VerifyResult(name=model.name, ok=False, detail=f"missing: {path}"))
-                continue
-            size = path.stat().st_size
-            if size != model.size_bytes:
-                detail = f"size {size:,} bytes, expected {model.size_bytes:,}: {path} is damaged"
-                results.append(VerifyResult(name=model.name, ok=False, detail=detail))
-                continue
-            if model.path not in hashed:
-                hashed[model.path] = _hash_file(path, size, None)
-            digest = hashed[model.path]
-            if digest == model.sha256:
-                results.append(VerifyResult(name=model.name, ok=True, detail="sha256 matches"))
-            else:
-                detail = (
-                    f"sha256 {digest[:16]}… differs from the recorded {model.sha256[:16]}…: "
-                    f"{path} is damaged; remove the model and import it again"
-                )
-                results.append(VerifyResult(name=model.name, ok=False, detail=detail))
-        return results
+        return [_verify_one(model, hashed) for model in models]
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -307,6 +285,25 @@ class ModelStore:
             if pid_text.isdigit() and not _process_alive(int(pid_text)):
                 with contextlib.suppress(OSError):
                     partial.unlink()
+
+
+def _verify_one(model: ModelInfo, hashed: dict[str, str]) -> VerifyResult:
+    path = Path(model.path)
+    if not path.is_file():
+        return VerifyResult(name=model.name, ok=False, detail=f"missing: {path}")
+    size = path.stat().st_size
+    if size != model.size_bytes:
+        detail = f"size {size:,} bytes, expected {model.size_bytes:,}: {path} is damaged"
+        return VerifyResult(name=model.name, ok=False, detail=detail)
+    if model.path not in hashed:
+        hashed[model.path] = _hash_file(path, size, None)
+    if hashed[model.path] == model.sha256:
+        return VerifyResult(name=model.name, ok=True, detail="sha256 matches")
+    detail = (
+        f"sha256 {hashed[model.path][:16]}… differs from the recorded {model.sha256[:16]}…: "
+        f"{path} is damaged; remove the model and import it again"
+    )
+    return VerifyResult(name=model.name, ok=False, detail=detail)
 
 
 def _copy_hashing(src: Path, dest: Path, total: int, progress: Progress | None) -> str:

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+
+import pytest
+from fake_sysfs import FakeSysfs
 
 from appliance.drivers.pci import VENDOR_HUAWEI, VENDOR_NVIDIA, scan_pci
 
-if TYPE_CHECKING:  # the `sysfs` fixture lives in this folder's conftest.py
-    from conftest import FakeSysfs
+
+@pytest.fixture
+def sysfs(tmp_path: Path) -> FakeSysfs:
+    return FakeSysfs(tmp_path / "sys")
 
 
 def test_scan_reads_vendor_device_and_class_from_sysfs(sysfs: FakeSysfs) -> None:

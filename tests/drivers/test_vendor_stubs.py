@@ -7,15 +7,15 @@ sits beside 910B cards on Huawei servers (tests/fixtures/README.md).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from pathlib import Path
+
+import pytest
+from fake_sysfs import FakeSysfs
 
 from appliance.drivers.ascend import AscendDriver
 from appliance.drivers.nvidia import NvidiaDriver
 from appliance.drivers.pci import VENDOR_HUAWEI, VENDOR_NVIDIA
 from appliance.records import DeviceKind
-
-if TYPE_CHECKING:  # the `sysfs` fixture lives in this folder's conftest.py
-    from conftest import FakeSysfs
 
 VGA = 0x030000
 THREE_D = 0x030200
@@ -23,6 +23,11 @@ HDMI_AUDIO = 0x040300
 BRIDGE_OTHER = 0x068000
 ACCELERATOR = 0x120000
 ASPEED = 0x1A03
+
+
+@pytest.fixture
+def sysfs(tmp_path: Path) -> FakeSysfs:
+    return FakeSysfs(tmp_path / "sys")
 
 
 def test_box_without_nvidia_pci_device_has_no_nvidia_accelerator(sysfs: FakeSysfs) -> None:

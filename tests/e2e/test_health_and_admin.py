@@ -11,7 +11,7 @@ import pytest
 
 from appliance.client import AdminClient
 from appliance.errors import DaemonUnreachable
-from conftest import Daemon, run_cli
+from helpers.daemon import Daemon, run_cli
 
 
 def test_health_and_ready_answer_without_a_key(daemon: Daemon) -> None:

@@ -6,7 +6,7 @@ import httpx
 import openai
 import pytest
 
-from conftest import Daemon
+from helpers.daemon import Daemon
 
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
 
@@ -36,11 +36,15 @@ def test_streamed_answer_arrives_in_chunks_and_ends_with_a_finish_reason(
         stream_options={"include_usage": True},
     )  # fmt: skip
     chunks = list(stream)
-    content = [c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content]
+    content = [
+        c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content
+    ]
     assert chunks[0].choices[0].delta.role == "assistant"
     assert len(content) > 2, "tokens should stream one by one, not arrive as one block"
     assert "Paris" in "".join(content)
-    finishes = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+    finishes = [
+        c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason
+    ]
     assert finishes == ["stop"]
     assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == len(content)
 
@@ -83,7 +87,9 @@ def test_models_endpoint_lists_the_installed_model(client: openai.OpenAI) -> Non
 
 def test_request_without_api_key_is_refused_with_401(daemon: Daemon) -> None:
     # The openai client refuses to send no key at all, so this is what curl would see.
-    response = httpx.post(f"{daemon.base_url}/chat/completions", json={"model": "smollm2", "messages": QUESTION})
+    response = httpx.post(
+        f"{daemon.base_url}/chat/completions", json={"model": "smollm2", "messages": QUESTION}
+    )
     assert response.status_code == 401
     assert response.headers["www-authenticate"] == "Bearer"
     error = response.json()["error"]

@@ -61,8 +61,8 @@ def _is_dead_now(pid: int) -> bool:
         return True
     try:
         stat_fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except FileNotFoundError:
-        return True
+    except (FileNotFoundError, ProcessLookupError):
+        return True  # reaped while we looked (a vanishing /proc entry reads as ESRCH)
     return stat_fields[0] == "Z"
 
 
@@ -191,6 +191,24 @@ def test_processes_left_behind_by_a_finished_hook_are_killed(hooks_dir: Path, ou
     assert is_dead(read_pid(out / "leftover"))
 
 
+def test_finished_hook_is_not_held_up_by_a_child_keeping_its_output_open(
+    hooks_dir: Path, out: Path
+) -> None:
+    # The usual mistake: `daemon &` without redirecting, so the child keeps the hook's stdout.
+    write_hook(
+        event_dir(hooks_dir, HookEvent.BOOT),
+        "10-forgot-to-redirect",
+        f'sleep {LONG_SLEEP} &\necho $! > "{out}/leftover"\necho done',
+    )
+
+    [result] = run_hooks(HookEvent.BOOT, hooks_dir=hooks_dir, timeout_s=10, kill_grace_s=2)
+
+    assert result.ok and not result.timed_out
+    assert result.stdout_tail == "done\n"
+    assert result.duration_s < 5
+    assert is_dead(read_pid(out / "leftover"))
+
+
 def test_failing_hook_is_reported_and_the_next_hook_still_runs(hooks_dir: Path, out: Path) -> None:
     folder = event_dir(hooks_dir, HookEvent.MODEL_LOADED)
     write_hook(folder, "10-fails", "echo 'driver too old' >&2\nexit 3")
@@ -263,7 +281,7 @@ def test_output_keeps_only_the_last_4_kib(hooks_dir: Path) -> None:
     write_hook(
         event_dir(hooks_dir, HookEvent.BOOT),
         "10-chatty",
-        "i=0\nwhile [ $i -lt 5000 ]; do echo \"line $i of noise\"; i=$((i+1)); done\n"
+        'i=0\nwhile [ $i -lt 5000 ]; do echo "line $i of noise"; i=$((i+1)); done\n'
         "echo the-end\necho err-end >&2",
     )
 
@@ -298,9 +316,7 @@ def test_results_are_logged(hooks_dir: Path, caplog: pytest.LogCaptureFixture) -
     )
 
 
-@pytest.mark.parametrize(
-    "env", [{"PATH": "/tmp"}, {"APPLIANCE_EVENT": "boot"}, {"APPLIANCE_X": 1}]
-)
+@pytest.mark.parametrize("env", [{"PATH": "/tmp"}, {"APPLIANCE_EVENT": "boot"}, {"APPLIANCE_X": 1}])
 def test_environment_outside_appliance_prefix_is_refused(
     hooks_dir: Path, env: dict[str, object]
 ) -> None:

@@ -7,10 +7,11 @@ import hashlib
 import os
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers.tiny_gguf import write_tiny_llama
 
 from appliance.errors import (
     Conflict,
@@ -21,22 +22,57 @@ from appliance.errors import (
     UsageError,
 )
 from appliance.records import ModelFormat
-from appliance.store import ModelStore, models
+from appliance.store import ImportResult, ModelStore, models
+from helpers.tiny_gguf import write_tiny_llama
+
+
+@pytest.fixture(scope="module")
+def smollm2_store(
+    tmp_path_factory: pytest.TempPathFactory, embedded_model: Path
+) -> Iterator[tuple[ModelStore, ImportResult]]:
+    """One store with the real SmolLM2 file imported: copying 100 MB once is enough."""
+    store = ModelStore(tmp_path_factory.mktemp("smollm2-state"))
+    result = store.import_file(embedded_model)
+    yield store, result
+    store.close()
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[ModelStore]:
+    model_store = ModelStore(tmp_path / "state")
+    yield model_store
+    model_store.close()
+
+
+@pytest.fixture
+def tiny_gguf(tmp_path: Path) -> Path:
+    """A ~100 KB random-weight llama GGUF named like a real download."""
+    (tmp_path / "src").mkdir(exist_ok=True)
+    return write_tiny_llama(tmp_path / "src" / "Tiny-R1-Llama.Q8_0.gguf")
+
+
+@pytest.fixture
+def other_tiny_gguf(tmp_path: Path) -> Path:
+    """Same shape and size as `tiny_gguf`, different weights (a different sha256)."""
+    (tmp_path / "src").mkdir(exist_ok=True)
+    return write_tiny_llama(tmp_path / "src" / "Other-Tiny.Q8_0.gguf", seed=1)
 
 
 def stored_files(store: ModelStore) -> list[str]:
     """Every file under the models dir, relative to it."""
-    return sorted(str(p.relative_to(store.models_dir)) for p in store.models_dir.rglob("*") if p.is_file())
+    return sorted(
+        str(p.relative_to(store.models_dir)) for p in store.models_dir.rglob("*") if p.is_file()
+    )
 
 
 def blob_name(path: Path) -> str:
     return f"blobs/sha256-{hashlib.sha256(path.read_bytes()).hexdigest()}.gguf"
 
 
-# -- the real SmolLM2 file (imported once per session) -------------------------------------
+# -- the real SmolLM2 file (`embedded_model` from tests/conftest.py, imported once) ---------
 
 
-def test_import_registers_metadata_read_from_the_real_smollm2_file(smollm2_store, smollm2_gguf):
+def test_import_registers_metadata_read_from_the_real_smollm2_file(smollm2_store, embedded_model):
     store, result = smollm2_store
     model = result.model
     assert result.created
@@ -48,20 +84,20 @@ def test_import_registers_metadata_read_from_the_real_smollm2_file(smollm2_store
     assert model.chat_template and "<|im_start|>" in model.chat_template
     assert (model.bos_token, model.eos_token) == ("<|im_start|>", "<|im_end|>")
     assert 130_000_000 < (model.parameter_count or 0) < 140_000_000
-    assert model.size_bytes == smollm2_gguf.stat().st_size
-    assert model.source == str(smollm2_gguf)
+    assert model.size_bytes == embedded_model.stat().st_size
+    assert model.source == str(embedded_model)
     assert Path(model.path).is_file()
     assert stored_files(store) == [f"blobs/sha256-{model.sha256}.gguf"]
 
 
-def test_real_file_hash_matches_the_source_file(smollm2_store, smollm2_gguf):
+def test_real_file_hash_matches_the_source_file(smollm2_store, embedded_model):
     _store, result = smollm2_store
-    assert result.model.sha256 == hashlib.sha256(smollm2_gguf.read_bytes()).hexdigest()
+    assert result.model.sha256 == hashlib.sha256(embedded_model.read_bytes()).hexdigest()
 
 
-def test_reimporting_the_real_file_under_its_name_changes_nothing(smollm2_store, smollm2_gguf):
+def test_reimporting_the_real_file_under_its_name_changes_nothing(smollm2_store, embedded_model):
     store, first = smollm2_store
-    again = store.import_file(smollm2_gguf)
+    again = store.import_file(embedded_model)
     assert not again.created
     assert again.model == first.model
     assert [m.name for m in store.list()] == [first.model.name]
@@ -189,7 +225,7 @@ def test_missing_file_is_not_found_naming_the_path(store, tmp_path):
 
 
 def test_a_directory_is_refused_saying_onnx_comes_later(store, tmp_path):
-    with pytest.raises(UsageError, match="is a directory.*ONNX"):
+    with pytest.raises(UsageError, match=r"is a directory.*ONNX"):
         store.import_file(tmp_path)
     assert store.list() == []
 
@@ -292,3 +328,22 @@ def test_files_written_with_other_seeds_are_distinct_models(store, tmp_path):
         store.import_file(path)
     assert len(stored_files(store)) == 3
     assert [m.name for m in store.list()] == ["m0", "m1", "m2"]
+
+
+def test_concurrent_imports_of_one_file_store_it_once(store, tiny_gguf):
+    results, failures = [], []
+
+    def work(name: str) -> None:
+        try:
+            results.append(store.import_file(tiny_gguf, name))
+        except BaseException as exc:  # surfaced below; a thread cannot fail the test itself
+            failures.append(exc)
+
+    threads = [threading.Thread(target=work, args=(f"m{i % 3}",)) for i in range(9)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+    assert sum(result.created for result in results) == 3  # once per name, then idempotent
+    assert stored_files(store) == [blob_name(tiny_gguf)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from helpers.tiny_gguf import BOS, write_tiny_llama
 
 llama_cpp = pytest.importorskip("llama_cpp")
@@ -25,7 +26,9 @@ def test_deepseek_special_tokens_are_single_tokens(llm):
 
 
 def test_chat_completion_uses_the_embedded_deepseek_template(llm):
-    assert llm.metadata["tokenizer.chat_template"].endswith("{{'<｜Assistant｜><think>\\n'}}{% endif %}")
+    assert llm.metadata["tokenizer.chat_template"].endswith(
+        "{{'<｜Assistant｜><think>\\n'}}{% endif %}"
+    )
     out = llm.create_chat_completion(messages=[{"role": "user", "content": "hi"}], max_tokens=3)
     assert out["choices"][0]["message"]["role"] == "assistant"
 

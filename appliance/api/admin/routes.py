@@ -1,154 +1,15 @@
-"""Admin routes: status, devices, models (import/remove/load/unload), API keys.
+"""The admin router: one module per resource, mounted under `/admin`.
 
 Served on the Unix socket without keys (its file mode is the authorisation) and on the LAN
-listener behind an admin-scoped key.
+listener behind an admin-scoped key (see `api/app.py`).
 """
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 from fastapi import APIRouter
-from fastapi.responses import StreamingResponse
 
-from appliance import __version__
-from appliance.api.admin.protocol import (
-    ApiKeyPublic,
-    DaemonStatus,
-    ImportProgress,
-    ImportRequest,
-    KeyCreated,
-    KeyCreateRequest,
-    ModelRemoved,
-)
-from appliance.api.deps import ServicesDep
-from appliance.errors import ApplianceError
-from appliance.records import Accelerator, LoadedModel, ModelInfo
+from appliance.api.admin import devices_routes, keys_routes, models_routes, status_routes
 
 router = APIRouter(prefix="/admin", tags=["admin"])
-
-# Progress lines are rate-limited: a 10 GB copy must not produce a million lines.
-_PROGRESS_INTERVAL_S = 0.25
-
-
-@router.get("/status", operation_id="admin_status")
-async def status(services: ServicesDep) -> DaemonStatus:
-    config = services.config
-    return DaemonStatus(
-        version=__version__,
-        started_at=services.started_at,
-        uptime_s=round(time.time() - services.started_at, 3),
-        api_url=services.api_url,
-        listen=config.api.listen,
-        api_key_required=config.api.require_api_key,
-        state_dir=str(config.state_dir),
-        admin_socket=str(config.admin_socket),
-        default_model=services.default_model,
-        devices=services.devices.devices(),
-        models_loaded=services.engine.loaded(),
-        models_installed=len(services.store.list()),
-    )
-
-
-@router.get("/devices", operation_id="admin_devices")
-async def devices(services: ServicesDep) -> list[Accelerator]:
-    return services.devices.devices()
-
-
-@router.get("/models", operation_id="admin_list_models")
-async def list_models(services: ServicesDep) -> list[ModelInfo]:
-    return services.store.list()
-
-
-@router.get("/models/{name}", operation_id="admin_show_model")
-async def show_model(name: str, services: ServicesDep) -> ModelInfo:
-    return services.store.get(name)
-
-
-@router.post("/models/import", operation_id="admin_import_model")
-async def import_model(body: ImportRequest, services: ServicesDep) -> StreamingResponse:
-    """Import a file the daemon can read; answers NDJSON progress lines, then done/error."""
-    return StreamingResponse(_import_lines(body, services), media_type="application/x-ndjson")
-
-
-async def _import_lines(body: ImportRequest, services: ServicesDep) -> AsyncIterator[str]:
-    loop = asyncio.get_running_loop()
-    updates: asyncio.Queue[ImportProgress] = asyncio.Queue()
-    last_sent = 0.0
-
-    def progress(completed: int, total: int) -> None:
-        nonlocal last_sent
-        now = time.monotonic()
-        if now - last_sent >= _PROGRESS_INTERVAL_S or completed == total:
-            last_sent = now
-            line = ImportProgress(status="copying", completed_bytes=completed, total_bytes=total)
-            loop.call_soon_threadsafe(updates.put_nowait, line)
-
-    def run() -> ImportProgress:
-        try:
-            result = services.store.import_file(
-                Path(body.path), body.name, source=body.path, progress=progress
-            )
-        except ApplianceError as error:
-            return ImportProgress(status="error", error=error.message, error_code=error.code)
-        size = result.model.size_bytes
-        return ImportProgress(
-            status="done",
-            model=result.model,
-            created=result.created,
-            completed_bytes=size,
-            total_bytes=size,
-        )
-
-    task = asyncio.create_task(asyncio.to_thread(run))
-    while not task.done() or not updates.empty():
-        getter = asyncio.create_task(updates.get())
-        done, _ = await asyncio.wait({getter, task}, return_when=asyncio.FIRST_COMPLETED)
-        if getter in done:
-            yield getter.result().model_dump_json() + "\n"
-        else:
-            getter.cancel()
-    yield (await task).model_dump_json() + "\n"
-
-
-@router.delete("/models/{name}", operation_id="admin_remove_model")
-async def remove_model(name: str, services: ServicesDep) -> ModelRemoved:
-    services.store.get(name)  # 404 before anything is unloaded
-    unloaded = await services.engine.unload(name)
-    services.store.remove(name)
-    return ModelRemoved(name=name, unloaded=unloaded)
-
-
-@router.post("/models/{name}/load", operation_id="admin_load_model")
-async def load_model(name: str, services: ServicesDep) -> LoadedModel:
-    info = services.store.get(name)
-    await services.engine.ensure_ready(info)
-    state = services.engine.state_of(name)
-    assert state is not None
-    return state
-
-
-@router.post("/models/{name}/unload", operation_id="admin_unload_model")
-async def unload_model(name: str, services: ServicesDep) -> ModelRemoved:
-    services.store.get(name)
-    return ModelRemoved(name=name, unloaded=await services.engine.unload(name))
-
-
-@router.get("/keys", operation_id="admin_list_keys")
-async def list_keys(services: ServicesDep) -> list[ApiKeyPublic]:
-    return [ApiKeyPublic.model_validate(k.model_dump()) for k in services.keys.list()]
-
-
-@router.post("/keys", operation_id="admin_create_key", status_code=201)
-async def create_key(body: KeyCreateRequest, services: ServicesDep) -> KeyCreated:
-    info, key = services.keys.create(body.name, scope=body.scope)
-    return KeyCreated(key=key, info=ApiKeyPublic.model_validate(info.model_dump()))
-
-
-@router.delete("/keys/{name_or_id}", operation_id="admin_revoke_key")
-async def revoke_key(name_or_id: str, services: ServicesDep) -> ApiKeyPublic:
-    info = services.keys.revoke(name_or_id)
-    return ApiKeyPublic.model_validate(info.model_dump())
+for module in (status_routes, devices_routes, models_routes, keys_routes):
+    router.include_router(module.router)

@@ -67,7 +67,9 @@ def error_body(error: ApplianceError) -> dict[str, object]:
         404: "not_found_error",
         429: "rate_limit_error",
     }.get(error.http_status, "server_error")
-    return {"error": {"message": error.message, "type": error_type, "code": error.code, "param": None}}
+    return {
+        "error": {"message": error.message, "type": error_type, "code": error.code, "param": None}
+    }
 
 
 def sse(payload: ChatCompletionChunk | dict[str, object]) -> str:

@@ -40,7 +40,9 @@ def resolve_model(services: Services, requested: str) -> ModelInfo:
         if info.name == name:
             return info
     available = ", ".join(info.name for info in installed) or "none installed"
-    raise ModelNotFound(f"model {requested!r} is not installed on this appliance; available: {available}")
+    raise ModelNotFound(
+        f"model {requested!r} is not installed on this appliance; available: {available}"
+    )
 
 
 @router.get("/models", operation_id="list_models")
@@ -96,9 +98,13 @@ async def _stream(
                     )
                 )
                 if include_usage:
-                    yield convert.sse(convert.usage_chunk(completion_id, info.name, created, message))
+                    yield convert.sse(
+                        convert.usage_chunk(completion_id, info.name, created, message)
+                    )
             elif message.text:
-                yield convert.sse(convert.chunk(completion_id, info.name, created, content=message.text))
+                yield convert.sse(
+                    convert.chunk(completion_id, info.name, created, content=message.text)
+                )
     except ApplianceError as error:
         # Headers are gone already: the error travels as an SSE event, as OpenAI's API does.
         log.warning("stream %s failed: %s", completion_id, error.message)

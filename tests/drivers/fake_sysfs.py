@@ -1,6 +1,9 @@
 """Fake sysfs trees for driver tests: PCI functions written as files, the way the kernel shows
 them, so the real scan code reads them unchanged.
 
+A helper module, not a conftest.py: other test folders import `Daemon` from the top-level
+`conftest`, and a second conftest module here would shadow it.
+
 The ids written in the tests are real ones quoted in shared/reference/accelerators.md (lspci
 captures of H100, H200, 910B hosts) and in a public lspci capture of a 910B host whose iBMC
 shows up as 19e5:1711 (see tests/fixtures/README.md).
@@ -9,8 +12,6 @@ shows up as 19e5:1711 (see tests/fixtures/README.md).
 from __future__ import annotations
 
 from pathlib import Path
-
-import pytest
 
 
 class FakeSysfs:
@@ -46,8 +47,3 @@ class FakeSysfs:
         if physfn:
             (entry / "physfn").symlink_to(self.root / "bus" / "pci" / "devices" / physfn)
         return entry
-
-
-@pytest.fixture
-def sysfs(tmp_path: Path) -> FakeSysfs:
-    return FakeSysfs(tmp_path / "sys")
