@@ -28,9 +28,11 @@ class ApplianceApp(App[None]):
         self.client = AsyncAdminClient(admin_socket)
         self.status_screen = StatusScreen()
 
-    def on_mount(self) -> None:
+    async def on_mount(self) -> None:
         self.sub_title = str(self.admin_socket)
-        self.push_screen(self.status_screen)
+        # Wait for the screen to mount (its tables get their columns) before the first poll
+        # can answer; otherwise a fast daemon fills a table that has no columns yet.
+        await self.push_screen(self.status_screen)
         self.action_refresh_status()
         self.set_interval(self.refresh_s, self.action_refresh_status)
 

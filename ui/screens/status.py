@@ -68,7 +68,7 @@ class StatusScreen(Screen[None]):
 
     def show_unreachable(self, message: str) -> None:
         connection = self.query_one("#connection", Static)
-        connection.update(f"Daemon not running: {message}")
+        connection.update(message)
         connection.set_class(True, "error")
         self.query_one("#summary", Static).update("")
         self.query_one("#devices", DataTable).clear()
