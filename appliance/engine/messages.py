@@ -1,8 +1,9 @@
 """The IPC vocabulary between the daemon and an engine worker (msgspec structs; a leaf module).
 
 Frames on the wire are a 4-byte big-endian length followed by a msgpack-encoded tagged struct.
-Daemon → worker: Load, Submit, Cancel, Ping. Worker → daemon: Ready, LoadFailed, Delta, Done,
-Failed, Pong. No HTTP types cross this boundary; the API converts at its edge.
+Daemon → worker: Load, Submit, Embed, Cancel, Ping, StatsRequest. Worker → daemon:
+LoadProgress, Ready, LoadFailed, Delta, Done, Failed, Embeddings, Pong, Stats.
+No HTTP types cross this boundary; the API converts at its edge.
 """
 
 from __future__ import annotations
@@ -16,19 +17,46 @@ import msgspec
 class Load(msgspec.Struct, tag="load"):
     model_path: str
     context_length: int
-    """0 means the model's trained context length."""
+    """Context per sequence slot; 0 means the model's trained context length."""
     threads: int
     gpu_layers: int = 0
+    slots: int = 1
+    """Sequences decoded together in one batch (continuous batching)."""
+    batch_tokens: int = 512
+    """Most tokens in one decode step: caps prompt chunks so long prompts do not stall others."""
+    embeddings: bool = False
 
 
 class Submit(msgspec.Struct, tag="submit"):
     id: str
     prompt: str
+    """Rendered prompt text (the API applied the chat template); the worker tokenizes it."""
     max_tokens: int
     temperature: float = 0.8
     top_p: float = 0.95
+    top_k: int = 40
+    min_p: float = 0.05
+    repeat_penalty: float = 1.0
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    penalty_last_n: int = 64
     stop: list[str] = msgspec.field(default_factory=list)
     seed: int | None = None
+    logit_bias: dict[int, float] = msgspec.field(default_factory=dict)
+    n: int = 1
+    """Independent completions of the same prompt (choices 0..n-1, sharing the prompt's KV)."""
+    logprobs: bool = False
+    top_logprobs: int = 0
+    grammar: str | None = None
+    """GBNF grammar constraining the output (from response_format or tool_choice)."""
+    json_schema: str | None = None
+    """A JSON schema (text) to be turned into a grammar by the worker, when grammar is unset."""
+
+
+class Embed(msgspec.Struct, tag="embed"):
+    id: str
+    inputs: list[str]
+    normalize: bool = True
 
 
 class Cancel(msgspec.Struct, tag="cancel"):
@@ -37,6 +65,14 @@ class Cancel(msgspec.Struct, tag="cancel"):
 
 class Ping(msgspec.Struct, tag="ping"):
     nonce: int
+
+
+class StatsRequest(msgspec.Struct, tag="stats_request"):
+    nonce: int
+
+
+class LoadProgress(msgspec.Struct, tag="load_progress"):
+    fraction: float
 
 
 class Ready(msgspec.Struct, tag="ready"):
@@ -49,10 +85,24 @@ class LoadFailed(msgspec.Struct, tag="load_failed"):
     error: str
 
 
+class TopLogprob(msgspec.Struct):
+    token: str
+    logprob: float
+
+
+class TokenLogprob(msgspec.Struct):
+    token: str
+    logprob: float
+    top: list[TopLogprob] = msgspec.field(default_factory=list)
+
+
 class Delta(msgspec.Struct, tag="delta"):
     id: str
     text: str
     tokens: int = 1
+    index: int = 0
+    """Which of the request's n choices this belongs to."""
+    logprobs: list[TokenLogprob] | None = None
 
 
 class Done(msgspec.Struct, tag="done"):
@@ -61,6 +111,11 @@ class Done(msgspec.Struct, tag="done"):
     """`stop` (end of sequence or a stop string), `length` (max_tokens) or `cancelled`."""
     prompt_tokens: int
     completion_tokens: int
+    index: int = 0
+    cached_tokens: int = 0
+    """Prompt tokens whose KV was reused from the prefix cache."""
+    last: bool = True
+    """False while other choices of the same request are still generating."""
 
 
 class Failed(msgspec.Struct, tag="failed"):
@@ -70,12 +125,31 @@ class Failed(msgspec.Struct, tag="failed"):
     code: str = "engine_error"
 
 
+class Embeddings(msgspec.Struct, tag="embeddings"):
+    id: str
+    vectors: list[list[float]]
+    prompt_tokens: int
+
+
 class Pong(msgspec.Struct, tag="pong"):
     nonce: int
 
 
-ToWorker = Load | Submit | Cancel | Ping
-FromWorker = Ready | LoadFailed | Delta | Done | Failed | Pong
+class Stats(msgspec.Struct, tag="stats"):
+    nonce: int
+    slots_total: int
+    slots_busy: int
+    waiting: int
+    prefix_cache_hits: int
+    prefix_cache_tokens: int
+    """Prompt tokens served from cached KV since the worker started."""
+    prompt_tokens: int
+    generated_tokens: int
+    decode_steps: int
+
+
+ToWorker = Load | Submit | Embed | Cancel | Ping | StatsRequest
+FromWorker = LoadProgress | Ready | LoadFailed | Delta | Done | Failed | Embeddings | Pong | Stats
 
 _HEADER = struct.Struct(">I")
 MAX_FRAME_BYTES = 64 * 1024 * 1024
