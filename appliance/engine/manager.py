@@ -157,6 +157,16 @@ class EngineManager:
             log.info("unloading %s to make room for %s", victim.info.name, name)
             await self.unload(victim.info.name)
 
+    def fail_models_on_device(self, device_id: str, reason: str) -> list[str]:
+        """Mark every model placed on a lost device failed (the device manager calls this)."""
+        failed = []
+        for slot in self._slots.values():
+            if slot.record.device_id == device_id and slot.record.state != ModelState.STOPPED:
+                slot.record.state = ModelState.FAILED
+                slot.record.error = f"device {device_id} was lost: {reason}"
+                failed.append(slot.info.name)
+        return failed
+
     async def unload(self, name: str) -> bool:
         slot = self._slots.pop(name, None)
         if slot is None:

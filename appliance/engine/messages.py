@@ -51,6 +51,10 @@ class Submit(msgspec.Struct, tag="submit"):
     """GBNF grammar constraining the output (from response_format or tool_choice)."""
     json_schema: str | None = None
     """A JSON schema (text) to be turned into a grammar by the worker, when grammar is unset."""
+    reasoning_budget: int | None = None
+    """Most tokens inside a `<think>` block; then the worker closes it and the answer begins."""
+    prompt_opens_thinking: bool = False
+    """The rendered prompt ends inside an open `<think>` block (DeepSeek-R1's template)."""
 
 
 class Embed(msgspec.Struct, tag="embed"):
