@@ -19,7 +19,7 @@ import json
 import os
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -52,6 +52,9 @@ class ApiSettings(Section):
     """Refuse LAN requests without a valid API key. Turn off only on a trusted network."""
     public_url: str | None = None
     """URL to show people (e.g. behind a reverse proxy); derived from `listen` when unset."""
+    reasoning_format: Literal["deepseek", "ollama", "vllm", "none"] = "deepseek"
+    """Where answers put a model's `<think>` text: `deepseek` → `reasoning_content`, `ollama` →
+    `thinking`, `vllm` → `reasoning`, `none` → left in `content`. Requests may override it."""
 
     @field_validator("listen")
     @classmethod
@@ -78,6 +81,18 @@ class EngineSettings(Section):
     """Answer length cap when a request sets none."""
     load_timeout_s: float = Field(default=300.0, gt=0)
     """How long a model load may take before it is reported failed."""
+    slots: int = Field(default=0, ge=0, le=64)
+    """Conversations decoded together per model; 0 picks as many as memory allows, up to 16."""
+    batch_tokens: int = Field(default=512, ge=16)
+    """Most tokens in one decode step (prompt chunks are cut to fit, so no one stalls)."""
+    queue_size: int = Field(default=64, ge=0)
+    """Requests that may wait for a free slot per model; beyond it the API answers 429."""
+    max_loaded: int = Field(default=1, ge=1)
+    """Models held in memory at once; loading another unloads the least recently used."""
+    keep_alive_s: float = Field(default=300.0, ge=0)
+    """Idle seconds before a model other than the default is unloaded; 0 keeps it forever."""
+    hang_timeout_s: float = Field(default=120.0, gt=0)
+    """A worker that answers no heartbeat for this long is killed and restarted."""
 
 
 class HookSettings(Section):

@@ -201,6 +201,7 @@ async def _serve(services: Services, lan: socket.socket, admin: socket.socket) -
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop, sig.name)
+    services.engine.start()
     startup = asyncio.create_task(_boot(services), name="boot")
     try:
         await asyncio.gather(servers[0].serve(sockets=[lan]), servers[1].serve(sockets=[admin]))
@@ -220,7 +221,7 @@ async def _boot(services: Services) -> None:
     except ApplianceError as error:  # reported by /ready too; the daemon keeps serving
         log.error("default model: %s", error.message)
         return
-    services.engine.start_loading(info)
+    services.engine.start_loading(info, pinned=True)
 
 
 def serve(config: Config) -> None:

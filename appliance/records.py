@@ -98,3 +98,11 @@ class LoadedModel(BaseModel):
     error: str = ""
     loaded_at: float | None = None
     load_seconds: float | None = None
+    load_progress: float | None = None
+    """Fraction of the weights read while loading (0..1)."""
+    pinned: bool = False
+    """Never unloaded for idleness or to make room (the default model is pinned)."""
+    slots: int | None = None
+    """Conversations this model decodes together."""
+    restarts: int = 0
+    """Times the worker was restarted after dying or hanging."""

@@ -12,17 +12,24 @@ import contextlib
 import itertools
 import logging
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from appliance.engine.messages import (
     HEADER_SIZE,
     Cancel,
     Delta,
     Done,
+    Embed,
+    Embeddings,
     Failed,
     Load,
     LoadFailed,
+    LoadProgress,
+    Ping,
+    Pong,
     Ready,
+    Stats,
+    StatsRequest,
     Submit,
     ToWorker,
     encode_frame,
@@ -39,11 +46,13 @@ _ids = itertools.count(1)
 class WorkerProcess:
     """One worker process serving one model."""
 
-    def __init__(self, model_name: str) -> None:
+    def __init__(self, model_name: str, on_progress: Callable[[float], None] | None = None) -> None:
         self.model_name = model_name
+        self.on_progress = on_progress
         self.process: asyncio.subprocess.Process | None = None
         self.ready: Ready | None = None
         self._streams: dict[str, asyncio.Queue[Delta | Done | Failed]] = {}
+        self._replies: dict[object, asyncio.Future[object]] = {}
         self._ready_future: asyncio.Future[Ready] | None = None
         self._reader: asyncio.Task[None] | None = None
         self.exit_reason: str | None = None
@@ -109,7 +118,8 @@ class WorkerProcess:
             log.exception("bad frame from worker %s; stopping it", self.pid)
             self.process.kill()
         returncode = await self.process.wait()
-        self.exit_reason = _describe_exit(returncode)
+        # A supervisor that killed a hung worker has already said why.
+        self.exit_reason = self.exit_reason or _describe_exit(returncode)
         self._fail_all(self._dead_message())
 
     def _dispatch(self, message: object) -> None:
@@ -121,10 +131,59 @@ class WorkerProcess:
                     self._ready_future.set_exception(
                         EngineError(f"could not load {self.model_name!r}: {message.error}")
                     )
+        elif isinstance(message, LoadProgress):
+            if self.on_progress is not None:
+                self.on_progress(message.fraction)
+        elif isinstance(message, Pong | Stats):
+            self._resolve(("nonce", message.nonce), message)
+        elif isinstance(message, Embeddings):
+            self._resolve(message.id, message)
         elif isinstance(message, Delta | Done | Failed):
             stream = self._streams.get(message.id)
             if stream is not None:
                 stream.put_nowait(message)
+            elif isinstance(message, Failed):
+                self._resolve(message.id, message)
+
+    def _resolve(self, key: object, message: object) -> None:
+        future = self._replies.pop(key, None)
+        if future is not None and not future.done():
+            future.set_result(message)
+
+    async def _request(self, key: object, message: ToWorker, timeout_s: float) -> object:
+        future: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+        self._replies[key] = future
+        try:
+            await self._send(message)
+            return await asyncio.wait_for(future, timeout_s)
+        finally:
+            self._replies.pop(key, None)
+
+    async def ping(self, timeout_s: float) -> bool:
+        """True if the worker's loop answered within the time (it answers between steps)."""
+        nonce = next(_ids)
+        try:
+            await self._request(("nonce", nonce), Ping(nonce), timeout_s)
+        except (TimeoutError, EngineError):
+            return False
+        return True
+
+    async def stats(self, timeout_s: float = 5.0) -> Stats:
+        nonce = next(_ids)
+        try:
+            reply = await self._request(("nonce", nonce), StatsRequest(nonce), timeout_s)
+        except TimeoutError:
+            raise EngineError(f"the worker for {self.model_name!r} did not answer") from None
+        assert isinstance(reply, Stats)
+        return reply
+
+    async def embed(self, inputs: list[str], normalize: bool, timeout_s: float) -> Embeddings:
+        request_id = new_request_id()
+        reply = await self._request(request_id, Embed(request_id, inputs, normalize), timeout_s)
+        if isinstance(reply, Failed):
+            raise EngineError(reply.error)
+        assert isinstance(reply, Embeddings)
+        return reply
 
     def _fail_all(self, reason: str) -> None:
         if self._ready_future and not self._ready_future.done():
@@ -133,6 +192,9 @@ class WorkerProcess:
             )
         for request_id, stream in self._streams.items():
             stream.put_nowait(Failed(request_id, reason, code="engine_unavailable"))
+        for future in self._replies.values():
+            if not future.done():
+                future.set_exception(EngineDead(reason))
 
     async def generate(self, submit: Submit) -> AsyncIterator[Delta | Done]:
         """Stream a request's deltas and final Done; raise EngineError if it fails.
@@ -153,7 +215,7 @@ class WorkerProcess:
                     error.code = message.code
                     raise error
                 yield message
-                if isinstance(message, Done):
+                if isinstance(message, Done) and message.last:
                     finished = True
                     return
         finally:

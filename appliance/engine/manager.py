@@ -1,184 +1,366 @@
-"""EngineManager: which models are loaded, in which worker processes, and their state.
+"""EngineManager: which models are loaded, in which worker processes, and their health.
 
-The daemon's single owner of workers. The API asks it for a ready worker by model; it loads
-on demand (one load per model at a time, shared by concurrent callers), keeps at most
-`max_loaded` models (least recently used goes first), and notices when a worker dies: the
-model is marked failed with the reason, and the next request starts a fresh worker.
+The daemon's single owner of workers. The API asks it to generate with a model; it loads on
+demand (one load per model, shared by concurrent callers), admits requests up to the worker's
+slots plus a bounded queue (then `Overloaded` → 429), keeps at most `max_loaded` models (the
+least recently used unpinned one goes first), unloads idle models after `keep_alive_s`, and
+supervises each worker: a dead worker fails its in-flight requests at once (the client sees
+EOF), a hung one (no heartbeat) is killed, and both are restarted with back-off until they
+crash too often. May import engine.messages, records, config, errors.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 from appliance.config import Config
 from appliance.engine.client import WorkerProcess
-from appliance.engine.messages import Delta, Done, Load, Submit
-from appliance.errors import EngineError, ModelLoading
+from appliance.engine.messages import Delta, Done, Embeddings, Load, Stats, Submit
+from appliance.errors import EngineDead, EngineError, ModelLoading, Overloaded
 from appliance.records import LoadedModel, ModelInfo, ModelState
 
 log = logging.getLogger("appliance.engine")
 
+EventListener = Callable[[str, dict[str, object]], Awaitable[object]]
+"""Told about lifecycle events (`model-loaded`, `model-unloaded`); the daemon runs hooks."""
+
+CRASH_WINDOW_S = 300.0
+CRASHES_BEFORE_GIVING_UP = 5
+HOUSEKEEPING_INTERVAL_S = 5.0
+
 
 @dataclass
-class _Slot:
+class _Model:
     info: ModelInfo
     record: LoadedModel
     worker: WorkerProcess | None = None
     loading: asyncio.Task[None] | None = None
-    watcher: asyncio.Task[None] | None = None
+    supervisor: asyncio.Task[None] | None = None
     last_used: float = field(default_factory=time.monotonic)
+    in_flight: int = 0
+    crashes: list[float] = field(default_factory=list)
+
+    @property
+    def ready(self) -> bool:
+        return (
+            self.record.state == ModelState.READY and self.worker is not None and self.worker.alive
+        )
+
+
+class EngineManager:
+    def __init__(self, config: Config, *, listener: EventListener | None = None) -> None:
+        self.config = config
+        self.listener = listener
+        self._models: dict[str, _Model] = {}
+        self._background: set[asyncio.Task[object]] = set()
+        self._housekeeping: asyncio.Task[None] | None = None
+
+    # --- state for the API and the TUI ---------------------------------------------------
+
+    def loaded(self) -> list[LoadedModel]:
+        return [model.record.model_copy() for model in self._models.values()]
+
+    def state_of(self, name: str) -> LoadedModel | None:
+        model = self._models.get(name)
+        return model.record.model_copy() if model else None
+
+    async def stats(self, name: str) -> Stats:
+        model = self._models.get(name)
+        if model is None or not model.ready or model.worker is None:
+            raise EngineError(f"model {name!r} is not loaded")
+        return await model.worker.stats()
+
+    # --- loading ---------------------------------------------------------------------------
+
+    def start_loading(self, info: ModelInfo, *, pinned: bool = False) -> asyncio.Task[None]:
+        """Begin loading a model in the background, or join the load already running."""
+        model = self._models.get(info.name)
+        if model and model.loading and not model.loading.done():
+            model.record.pinned |= pinned
+            return model.loading
+        if model and model.ready:
+            model.record.pinned |= pinned
+            return self._spawn(asyncio.sleep(0))  # type: ignore[arg-type]
+        if model is None:
+            model = self._models[info.name] = _Model(info=info, record=self._record(info))
+        model.record.pinned |= pinned
+        model.record.state = ModelState.LOADING
+        model.record.error = ""
+        model.record.load_progress = 0.0
+        model.loading = asyncio.create_task(self._load(model), name=f"load-{info.name}")
+        return model.loading
+
+    async def load(self, info: ModelInfo, *, explicit: bool = False) -> LoadedModel:
+        """Load and wait; an explicit (administrator's) load may evict pinned models."""
+        if info.name not in self._models or not self._models[info.name].ready:
+            await self._make_room(info.name, evict_pinned=explicit)
+        await asyncio.shield(self.start_loading(info, pinned=explicit))
+        return self._ready_model(info.name).record.model_copy()
+
+    def _record(self, info: ModelInfo) -> LoadedModel:
+        return LoadedModel(
+            name=info.name, state=ModelState.LOADING, device_id="cpu0", engine="llama.cpp"
+        )
+
+    async def _load(self, model: _Model) -> None:
+        await self._make_room(model.info.name, evict_pinned=False)
+        engine = self.config.engine
+        threads = engine.threads or default_threads()
+        context = engine.context_length
+        if model.info.context_length and (context == 0 or context > model.info.context_length):
+            context = model.info.context_length  # never more than the model was trained on
+        worker = WorkerProcess(model.info.name, on_progress=self._progress_setter(model))
+        started = time.monotonic()
+        log.info("loading %s (%s threads, context %s)", model.info.name, threads, context)
+        request = Load(
+            model_path=model.info.path,
+            context_length=context,
+            threads=threads,
+            slots=engine.slots,
+            batch_tokens=engine.batch_tokens,
+        )
+        try:
+            ready = await worker.start(request, timeout_s=engine.load_timeout_s)
+        except EngineError as error:
+            log.error("%s", error.message)
+            model.record.state = ModelState.FAILED
+            model.record.error = error.message
+            model.record.load_progress = None
+            return
+        model.worker = worker
+        record = model.record
+        record.state = ModelState.READY
+        record.pid = worker.pid
+        record.context_length = ready.context_length
+        record.slots = ready.slots
+        record.loaded_at = time.time()
+        record.load_seconds = round(time.monotonic() - started, 3)
+        record.load_progress = 1.0
+        model.last_used = time.monotonic()
+        log.info(
+            "%s ready in %.1f s: %d slots × %d tokens (pid %s)",
+            model.info.name, record.load_seconds, ready.slots, ready.context_length, worker.pid,
+        )  # fmt: skip
+        self._emit("model-loaded", {"model": model.info.name, "pid": worker.pid})
+        model.supervisor = asyncio.create_task(
+            self._supervise(model, worker), name=f"supervise-{model.info.name}"
+        )
+
+    @staticmethod
+    def _progress_setter(model: _Model) -> Callable[[float], None]:
+        def set_progress(fraction: float) -> None:
+            model.record.load_progress = round(fraction, 3)
+
+        return set_progress
+
+    async def _make_room(self, name: str, *, evict_pinned: bool) -> None:
+        others = [m for n, m in self._models.items() if n != name and m.worker is not None]
+        while len(others) >= self.config.engine.max_loaded:
+            idle = [m for m in others if m.in_flight == 0 and (evict_pinned or not m.record.pinned)]
+            if not idle:
+                raise EngineError(
+                    f"cannot load {name!r}: the {len(others)} loaded model(s) are pinned or "
+                    "busy; raise engine.max_loaded or unload one (`appliance models unload`)"
+                )
+            victim = min(idle, key=lambda m: m.last_used)
+            log.info("unloading %s to make room for %s", victim.info.name, name)
+            await self.unload(victim.info.name)
+            others.remove(victim)
+
+    def _ready_model(self, name: str) -> _Model:
+        model = self._models.get(name)
+        if model is None or not model.ready:
+            error = model.record.error if model else ""
+            raise EngineDead(error or f"model {name!r} is not available")
+        return model
+
+    # --- serving ----------------------------------------------------------------------------
+
+    async def ensure_ready(self, info: ModelInfo, wait: bool = True) -> WorkerProcess:
+        model = self._models.get(info.name)
+        if model is None or not model.ready:
+            task = self.start_loading(info)
+            if not wait:
+                raise ModelLoading(f"model {info.name!r} is loading; try again shortly")
+            # A restart after a crash waits out its back-off, then starts a new load task.
+            while True:
+                await asyncio.shield(task)
+                model = self._models.get(info.name)
+                if model is None or model.loading in (None, task) or model.loading.done():
+                    break
+                task = model.loading
+        model = self._ready_model(info.name)
+        model.last_used = time.monotonic()
+        assert model.worker is not None
+        return model.worker
+
+    def admit(self, info: ModelInfo) -> None:
+        """Raise Overloaded when the model's slots and queue are all taken."""
+        model = self._models.get(info.name)
+        if model is None or model.record.slots is None:
+            return
+        capacity = model.record.slots + self.config.engine.queue_size
+        if model.in_flight >= capacity:
+            raise Overloaded(
+                f"model {info.name!r} is serving {model.in_flight} requests, its limit; "
+                "retry shortly",
+                retry_after_s=2,
+            )
+
+    async def generate(self, info: ModelInfo, submit: Submit) -> AsyncIterator[Delta | Done]:
+        worker = await self.ensure_ready(info)
+        self.admit(info)
+        model = self._models[info.name]
+        model.in_flight += 1
+        try:
+            async for message in worker.generate(submit):
+                yield message
+        finally:
+            model.in_flight -= 1
+            model.last_used = time.monotonic()
+
+    async def embed(self, info: ModelInfo, inputs: list[str], normalize: bool) -> Embeddings:
+        worker = await self.ensure_ready(info)
+        self.admit(info)
+        model = self._models[info.name]
+        model.in_flight += 1
+        try:
+            return await worker.embed(
+                inputs, normalize, timeout_s=self.config.engine.hang_timeout_s
+            )
+        finally:
+            model.in_flight -= 1
+            model.last_used = time.monotonic()
+
+    # --- supervision ------------------------------------------------------------------------
+
+    async def _supervise(self, model: _Model, worker: WorkerProcess) -> None:
+        assert worker.process is not None
+        hang = self.config.engine.hang_timeout_s
+        interval = min(5.0, hang / 4)
+        exited = asyncio.ensure_future(worker.process.wait())
+        while not exited.done():
+            done, _ = await asyncio.wait({exited}, timeout=interval)
+            if done or model.worker is not worker:
+                break
+            if not await worker.ping(timeout_s=hang) and worker.alive:
+                log.error("worker for %s (pid %s) is hung; killing it", model.info.name, worker.pid)
+                worker.exit_reason = f"hung: no heartbeat for {hang:.0f} s"
+                worker.process.kill()
+        await exited
+        if model.worker is not worker or model.record.state != ModelState.READY:
+            return  # unloaded on purpose
+        await asyncio.sleep(0)  # let the reader record the exit reason first
+        reason = worker.exit_reason or f"exit code {worker.process.returncode}"
+        log.error("worker for %s (pid %s) died: %s", model.info.name, worker.pid, reason)
+        model.worker = None
+        model.record.state = ModelState.FAILED
+        model.record.pid = None
+        self._schedule_restart(model, reason)
+
+    def _schedule_restart(self, model: _Model, reason: str) -> None:
+        now = time.monotonic()
+        model.crashes = [t for t in model.crashes if now - t < CRASH_WINDOW_S] + [now]
+        if len(model.crashes) >= CRASHES_BEFORE_GIVING_UP:
+            model.record.error = (
+                f"worker process died ({reason}); it crashed {len(model.crashes)} times in "
+                f"{CRASH_WINDOW_S / 60:.0f} minutes, so it is not restarted automatically: "
+                "check the log, then `appliance models load` it"
+            )
+            return
+        delay = min(30.0, 0.5 * 2 ** (len(model.crashes) - 1))
+        model.record.error = f"worker process died ({reason}); restarting in {delay:.1f} s"
+
+        async def restart() -> None:
+            await asyncio.sleep(delay)
+            if self._models.get(model.info.name) is model and model.record.state == "failed":
+                model.record.restarts += 1
+                model.loading = None  # this task; start_loading must not join it
+                self.start_loading(model.info)
+
+        model.loading = self._spawn(restart())
+
+    def fail_models_on_device(self, device_id: str, reason: str) -> list[str]:
+        """Mark every model placed on a lost device failed (the device manager calls this)."""
+        failed = []
+        for model in self._models.values():
+            if model.record.device_id == device_id and model.record.state != ModelState.STOPPED:
+                model.record.state = ModelState.FAILED
+                model.record.error = f"device {device_id} was lost: {reason}"
+                failed.append(model.info.name)
+        return failed
+
+    # --- unloading and idle housekeeping ----------------------------------------------------
+
+    async def unload(self, name: str) -> bool:
+        model = self._models.pop(name, None)
+        if model is None:
+            return False
+        model.record.state = ModelState.STOPPED  # so the supervisor does not report a crash
+        for task in (model.loading, model.supervisor):
+            if task and not task.done() and task is not asyncio.current_task():
+                task.cancel()
+        if model.worker:
+            await model.worker.stop()
+            self._emit("model-unloaded", {"model": name})
+        return True
+
+    def start(self) -> None:
+        """Start the idle-unload loop (the daemon calls this once its loop runs)."""
+        self._housekeeping = asyncio.create_task(self._unload_idle_forever(), name="keep-alive")
+
+    async def _unload_idle_forever(self) -> None:
+        while True:
+            await asyncio.sleep(HOUSEKEEPING_INTERVAL_S)
+            await self.unload_idle()
+
+    async def unload_idle(self) -> list[str]:
+        keep_alive = self.config.engine.keep_alive_s
+        if keep_alive <= 0:
+            return []
+        now = time.monotonic()
+        idle = [
+            name
+            for name, model in self._models.items()
+            if model.ready
+            and not model.record.pinned
+            and model.in_flight == 0
+            and now - model.last_used > keep_alive
+        ]
+        for name in idle:
+            log.info("unloading %s: idle for more than %.0f s", name, keep_alive)
+            await self.unload(name)
+        return idle
+
+    async def shutdown(self) -> None:
+        if self._housekeeping:
+            self._housekeeping.cancel()
+        for name in list(self._models):
+            await self.unload(name)
+
+    # --- helpers ----------------------------------------------------------------------------
+
+    def _spawn(self, coroutine: Awaitable[object]) -> asyncio.Task[None]:
+        task = asyncio.ensure_future(coroutine)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return task  # type: ignore[return-value]
+
+    def _emit(self, event: str, payload: dict[str, object]) -> None:
+        if self.listener is not None:
+            self._spawn(self.listener(event, payload))
 
 
 def default_threads() -> int:
+    import os
+
     import psutil
 
     return psutil.cpu_count(logical=False) or os.cpu_count() or 1
 
 
-EventListener = Callable[[str, dict[str, object]], Awaitable[object]]
-"""Told about lifecycle events (`model-loaded`, `model-unloaded`); the daemon runs hooks."""
-
-
-class EngineManager:
-    def __init__(
-        self, config: Config, *, max_loaded: int = 1, listener: EventListener | None = None
-    ) -> None:
-        self.config = config
-        self.max_loaded = max_loaded
-        self.listener = listener
-        self._slots: dict[str, _Slot] = {}
-        self._background: set[asyncio.Task[object]] = set()
-
-    def _emit(self, event: str, payload: dict[str, object]) -> None:
-        if self.listener is None:
-            return
-        task = asyncio.ensure_future(self.listener(event, payload))
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-
-    def loaded(self) -> list[LoadedModel]:
-        return [slot.record.model_copy() for slot in self._slots.values()]
-
-    def state_of(self, name: str) -> LoadedModel | None:
-        slot = self._slots.get(name)
-        return slot.record.model_copy() if slot else None
-
-    def start_loading(self, info: ModelInfo) -> asyncio.Task[None]:
-        """Begin loading a model in the background (or join a load in progress)."""
-        slot = self._slots.get(info.name)
-        if slot and slot.loading and not slot.loading.done():
-            return slot.loading
-        if slot and slot.worker and slot.worker.alive and slot.record.state == ModelState.READY:
-            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            done.set_result(None)
-            return asyncio.ensure_future(done)
-        slot = self._slots[info.name] = _Slot(
-            info=info,
-            record=LoadedModel(
-                name=info.name, state=ModelState.LOADING, device_id="cpu0", engine="llama.cpp"
-            ),
-        )
-        slot.loading = asyncio.create_task(self._load(slot), name=f"load-{info.name}")
-        return slot.loading
-
-    async def ensure_ready(self, info: ModelInfo, wait: bool = True) -> WorkerProcess:
-        slot = self._slots.get(info.name)
-        if not (slot and slot.worker and slot.worker.alive and slot.record.state == "ready"):
-            task = self.start_loading(info)
-            if not wait:
-                raise ModelLoading(f"model {info.name!r} is loading; try again shortly")
-            await asyncio.shield(task)
-            slot = self._slots[info.name]
-        if slot.record.state != ModelState.READY or slot.worker is None:
-            raise EngineError(slot.record.error or f"model {info.name!r} is not available")
-        slot.last_used = time.monotonic()
-        return slot.worker
-
-    async def generate(self, info: ModelInfo, submit: Submit) -> AsyncIterator[Delta | Done]:
-        worker = await self.ensure_ready(info)
-        async for message in worker.generate(submit):
-            yield message
-
-    async def _load(self, slot: _Slot) -> None:
-        await self._evict_for(slot.info.name)
-        threads = self.config.engine.threads or default_threads()
-        context = self.config.engine.context_length
-        if slot.info.context_length and (context == 0 or context > slot.info.context_length):
-            context = slot.info.context_length  # never ask for more than the model was trained on
-        worker = WorkerProcess(slot.info.name)
-        started = time.monotonic()
-        log.info("loading model %s (%s threads, context %s)", slot.info.name, threads, context)
-        try:
-            ready = await worker.start(
-                Load(model_path=slot.info.path, context_length=context, threads=threads),
-                timeout_s=self.config.engine.load_timeout_s,
-            )
-        except EngineError as error:
-            log.error("%s", error.message)
-            slot.record.state = ModelState.FAILED
-            slot.record.error = error.message
-            return
-        slot.worker = worker
-        slot.record.state = ModelState.READY
-        slot.record.pid = worker.pid
-        slot.record.context_length = ready.context_length
-        slot.record.loaded_at = time.time()
-        slot.record.load_seconds = round(time.monotonic() - started, 3)
-        log.info(
-            "model %s ready in %.1f s (pid %s)", slot.info.name, ready.load_seconds, worker.pid
-        )
-        self._emit(
-            "model-loaded", {"model": slot.info.name, "pid": worker.pid, "path": slot.info.path}
-        )
-        slot.watcher = asyncio.create_task(
-            self._watch(slot, worker), name=f"watch-{slot.info.name}"
-        )
-
-    async def _watch(self, slot: _Slot, worker: WorkerProcess) -> None:
-        assert worker.process is not None
-        await worker.process.wait()
-        if slot.worker is worker and slot.record.state == ModelState.READY:
-            await asyncio.sleep(0)  # let the reader record the exit reason first
-            reason = worker.exit_reason or f"exit code {worker.process.returncode}"
-            log.error("worker for %s (pid %s) died: %s", slot.info.name, worker.pid, reason)
-            slot.record.state = ModelState.FAILED
-            slot.record.error = f"worker process died ({reason}); the next request restarts it"
-
-    async def _evict_for(self, name: str) -> None:
-        others = [s for n, s in self._slots.items() if n != name and s.worker is not None]
-        others.sort(key=lambda s: s.last_used)
-        while len(others) >= self.max_loaded:
-            victim = others.pop(0)
-            log.info("unloading %s to make room for %s", victim.info.name, name)
-            await self.unload(victim.info.name)
-
-    def fail_models_on_device(self, device_id: str, reason: str) -> list[str]:
-        """Mark every model placed on a lost device failed (the device manager calls this)."""
-        failed = []
-        for slot in self._slots.values():
-            if slot.record.device_id == device_id and slot.record.state != ModelState.STOPPED:
-                slot.record.state = ModelState.FAILED
-                slot.record.error = f"device {device_id} was lost: {reason}"
-                failed.append(slot.info.name)
-        return failed
-
-    async def unload(self, name: str) -> bool:
-        slot = self._slots.pop(name, None)
-        if slot is None:
-            return False
-        if slot.loading and not slot.loading.done():
-            slot.loading.cancel()
-        slot.record.state = ModelState.STOPPED  # so the watcher does not report a crash
-        if slot.worker:
-            await slot.worker.stop()
-            self._emit("model-unloaded", {"model": name})
-        return True
-
-    async def shutdown(self) -> None:
-        for name in list(self._slots):
-            await self.unload(name)
+__all__ = ["EngineManager", "EventListener", "default_threads"]

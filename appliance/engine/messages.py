@@ -21,7 +21,7 @@ class Load(msgspec.Struct, tag="load"):
     threads: int
     gpu_layers: int = 0
     slots: int = 1
-    """Sequences decoded together in one batch (continuous batching)."""
+    """Sequences decoded together in one batch (continuous batching); 0 = as memory allows."""
     batch_tokens: int = 512
     """Most tokens in one decode step: caps prompt chunks so long prompts do not stall others."""
     embeddings: bool = False
@@ -81,8 +81,10 @@ class LoadProgress(msgspec.Struct, tag="load_progress"):
 
 class Ready(msgspec.Struct, tag="ready"):
     context_length: int
+    """Tokens each slot's conversation may hold."""
     load_seconds: float
     system_info: str = ""
+    slots: int = 1
 
 
 class LoadFailed(msgspec.Struct, tag="load_failed"):

@@ -81,7 +81,7 @@ async def test_abandoned_stream_is_cancelled_and_the_worker_serves_the_next(
         await worker.stop()
 
 
-async def test_manager_marks_a_dead_worker_failed_and_restarts_it_on_the_next_request(
+async def test_manager_marks_a_dead_worker_failed_and_restarts_it(
     embedded_model: Path,
 ) -> None:
     manager = EngineManager(Config(engine={"context_length": 1024, "threads": 2}))
@@ -96,18 +96,11 @@ async def test_manager_marks_a_dead_worker_failed_and_restarts_it_on_the_next_re
         state = manager.state_of("smollm2")
         assert state.state == ModelState.FAILED
         assert "SIGKILL" in state.error
+        assert "restarting" in state.error
         pieces = [m async for m in manager.generate(info, Submit("again", PROMPT, max_tokens=2))]
         assert isinstance(pieces[-1], Done)
-        assert manager.state_of("smollm2").pid not in (None, first.pid)
-    finally:
-        await manager.shutdown()
-
-
-async def test_manager_keeps_one_model_and_unloads_the_other(embedded_model: Path) -> None:
-    manager = EngineManager(Config(engine={"context_length": 512, "threads": 1}), max_loaded=1)
-    try:
-        await manager.ensure_ready(model_info(embedded_model, "a"))
-        await manager.ensure_ready(model_info(embedded_model, "b"))
-        assert [m.name for m in manager.loaded()] == ["b"]
+        restarted = manager.state_of("smollm2")
+        assert restarted.pid not in (None, first.pid)
+        assert restarted.restarts == 1
     finally:
         await manager.shutdown()

@@ -87,11 +87,7 @@ async def remove_model(name: str, services: ServicesDep) -> ModelRemoved:
 
 @router.post("/models/{name}/load", operation_id="admin_load_model")
 async def load_model(name: str, services: ServicesDep) -> LoadedModel:
-    info = services.store.get(name)
-    await services.engine.ensure_ready(info)
-    state = services.engine.state_of(name)
-    assert state is not None
-    return state
+    return await services.engine.load(services.store.get(name), explicit=True)
 
 
 @router.post("/models/{name}/unload", operation_id="admin_unload_model")

@@ -1,9 +1,9 @@
 """Entry point of an engine worker process: `python -m appliance.engine.worker.main`.
 
-The loop is "drain the inbox, generate, send deltas". Frames arrive on stdin and leave on the
-original stdout; fd 1 is then pointed at stderr, because native code (llama.cpp, CUDA, CANN)
-may print to stdout and would corrupt the frame stream. End of stdin means the daemon is gone:
-the worker exits rather than linger as an orphan holding device memory.
+The loop is "drain the inbox, step the batch, send deltas" (llama.cpp's server loop). Frames
+arrive on stdin and leave on the original stdout; fd 1 is then pointed at stderr, because native
+code (llama.cpp, CUDA, CANN) may print to stdout and would corrupt the frame stream. End of stdin
+means the daemon is gone: the worker exits rather than linger holding device memory.
 """
 
 from __future__ import annotations
@@ -13,26 +13,26 @@ import queue
 import sys
 import threading
 import traceback
-from collections import deque
 from typing import BinaryIO
 
 from appliance.engine.messages import (
     Cancel,
-    Delta,
-    Done,
+    Embed,
+    Embeddings,
     Failed,
     FromWorker,
     Load,
     LoadFailed,
+    LoadProgress,
     Ping,
     Pong,
     Ready,
+    StatsRequest,
     Submit,
     encode_frame,
     read_frame_sync,
     to_worker_decoder,
 )
-from appliance.engine.worker.llamacpp import LlamaCppRuntime
 
 _EOF = object()
 
@@ -58,33 +58,20 @@ class Worker:
     def __init__(self, inbox: queue.Queue[object], outbox: Outbox) -> None:
         self.inbox = inbox
         self.outbox = outbox
-        self.runtime = LlamaCppRuntime()
-        self.pending: deque[Submit] = deque()
-        self.cancelled: set[str] = set()
         self.running = True
-
-    def handle(self, message: object) -> None:
-        if message is _EOF:
-            self.running = False
-        elif isinstance(message, Submit):
-            self.pending.append(message)
-        elif isinstance(message, Cancel):
-            self.cancelled.add(message.id)
-        elif isinstance(message, Ping):
-            self.outbox.send(Pong(message.nonce))
-
-    def drain(self, block: bool) -> None:
-        try:
-            message = self.inbox.get(block=block)
-            self.handle(message)
-            while True:
-                self.handle(self.inbox.get_nowait())
-        except queue.Empty:
-            pass
+        self.runtime = None
+        self.batcher = None
 
     def load(self, request: Load) -> bool:
         try:
-            self.runtime.load(request)
+            # Imported here so that a broken llama.cpp install is reported as LoadFailed.
+            from appliance.engine.worker.batcher import Batcher
+            from appliance.engine.worker.llamacpp import LlamaRuntime
+
+            self.runtime = LlamaRuntime(
+                request, on_progress=lambda f: self.outbox.send(LoadProgress(f))
+            )
+            self.batcher = Batcher(self.runtime, self.outbox.send)
         except Exception as exc:  # any failure in native loading is reported, not raised
             self.outbox.send(LoadFailed(f"{type(exc).__name__}: {exc}"))
             return False
@@ -93,45 +80,42 @@ class Worker:
                 context_length=self.runtime.context_length,
                 load_seconds=self.runtime.load_seconds,
                 system_info=self.runtime.system_info(),
+                slots=self.runtime.slots,
             )
         )
         return True
 
-    def serve(self, request: Submit) -> None:
-        if request.id in self.cancelled:
-            self.cancelled.discard(request.id)
-            return
-        completion_tokens = 0
+    def handle(self, message: object) -> None:
+        assert self.batcher is not None and self.runtime is not None
+        if message is _EOF:
+            self.running = False
+        elif isinstance(message, Submit):
+            self.batcher.submit(message)
+        elif isinstance(message, Cancel):
+            self.batcher.cancel(message.id)
+        elif isinstance(message, Ping):
+            self.outbox.send(Pong(message.nonce))
+        elif isinstance(message, StatsRequest):
+            self.outbox.send(self.batcher.stats(message.nonce))
+        elif isinstance(message, Embed):
+            self.embed(message)
 
-        def is_cancelled() -> bool:
-            self.drain(block=False)
-            return request.id in self.cancelled or not self.running
-
+    def embed(self, request: Embed) -> None:
+        assert self.runtime is not None
         try:
-            prompt_tokens = self.runtime.count_tokens(request.prompt)
-            if prompt_tokens >= self.runtime.context_length:
-                self.outbox.send(
-                    Failed(
-                        request.id,
-                        f"the prompt is {prompt_tokens} tokens but the model's context holds "
-                        f"{self.runtime.context_length}; shorten the conversation",
-                        code="context_length_exceeded",
-                    )
-                )
-                return
-            for piece in self.runtime.generate(request, is_cancelled):
-                if piece.finish_reason is not None:
-                    self.outbox.send(
-                        Done(request.id, piece.finish_reason, prompt_tokens, completion_tokens)
-                    )
-                else:
-                    completion_tokens += 1
-                    self.outbox.send(Delta(request.id, piece.text))
+            vectors, tokens = self.runtime.embed(request.inputs, request.normalize)
         except Exception as exc:
-            traceback.print_exc(file=sys.stderr)
-            self.outbox.send(Failed(request.id, f"generation failed: {exc}"))
-        finally:
-            self.cancelled.discard(request.id)
+            self.outbox.send(Failed(request.id, f"embedding failed: {exc}"))
+            return
+        self.outbox.send(Embeddings(request.id, vectors, tokens))
+
+    def drain(self, block: bool) -> None:
+        try:
+            self.handle(self.inbox.get(block=block))
+            while True:
+                self.handle(self.inbox.get_nowait())
+        except queue.Empty:
+            pass
 
     def run(self) -> int:
         first = self.inbox.get()
@@ -140,10 +124,16 @@ class Worker:
             return 2
         if not self.load(first):
             return 1
+        assert self.batcher is not None
         while self.running:
-            self.drain(block=not self.pending)
-            if self.pending and self.running:
-                self.serve(self.pending.popleft())
+            self.drain(block=not self.batcher.has_work())
+            if self.running and self.batcher.has_work():
+                try:
+                    self.batcher.step()
+                except Exception:
+                    # A bug in one step must not take every conversation down silently.
+                    traceback.print_exc(file=sys.stderr)
+                    raise
         return 0
 
 

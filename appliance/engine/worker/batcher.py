@@ -1,0 +1,294 @@
+"""Continuous batching: admit requests into sequence slots, step them together, stream tokens.
+
+Each `step()` is one `llama_decode` over a batch holding the next token of every generating
+sequence plus prompt chunks of newly admitted ones (chunked prefill, capped by the batch size so
+a long prompt never stalls the others), then one sampling pass per sequence that produced
+logits. A new prompt reuses the longest cached prefix of any slot (a shared system prompt, the
+earlier turns of a chat): the KV is kept or copied, and only the rest is decoded.
+May import engine.messages and the worker's own modules.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+
+from appliance.engine.messages import (
+    Delta,
+    Done,
+    Failed,
+    FromWorker,
+    Stats,
+    Submit,
+)
+from appliance.engine.worker.llamacpp import LlamaRuntime
+from appliance.engine.worker.slots import Choice, Slot, common_prefix
+
+FORCED_THINK_END = "\n</think>\n\n"
+
+
+class Batcher:
+    def __init__(self, runtime: LlamaRuntime, send: Callable[[FromWorker], None]) -> None:
+        self.rt = runtime
+        self.send = send
+        self.slots = [Slot(seq) for seq in range(runtime.slots)]
+        self.waiting: deque[Submit] = deque()
+        self.batch = runtime.new_batch()
+        self.steps = 0
+        self.prefix_hits = 0
+        self.prefix_tokens = 0
+        self.prompt_tokens = 0
+        self.generated_tokens = 0
+
+    # --- requests in and out -------------------------------------------------------------
+
+    def submit(self, request: Submit) -> None:
+        if request.n > len(self.slots):
+            self.send(
+                Failed(
+                    request.id,
+                    f"n={request.n} needs {request.n} sequence slots but this model has "
+                    f"{len(self.slots)}; ask for fewer choices or raise engine.slots",
+                    code="invalid_request_error",
+                )
+            )
+            return
+        self.waiting.append(request)
+
+    def cancel(self, request_id: str) -> None:
+        before = len(self.waiting)
+        self.waiting = deque(r for r in self.waiting if r.id != request_id)
+        if len(self.waiting) != before:
+            self.send(Done(request_id, "cancelled", 0, 0))
+        for slot in self.slots:
+            if slot.choice is not None and slot.choice.request.id == request_id:
+                self._finish(slot, "cancelled")
+
+    def has_work(self) -> bool:
+        return bool(self.waiting) or any(slot.busy for slot in self.slots)
+
+    def stats(self, nonce: int) -> Stats:
+        return Stats(
+            nonce=nonce,
+            slots_total=len(self.slots),
+            slots_busy=sum(slot.busy for slot in self.slots),
+            waiting=len(self.waiting),
+            prefix_cache_hits=self.prefix_hits,
+            prefix_cache_tokens=self.prefix_tokens,
+            prompt_tokens=self.prompt_tokens,
+            generated_tokens=self.generated_tokens,
+            decode_steps=self.steps,
+        )
+
+    # --- admission and prefix reuse ------------------------------------------------------
+
+    def _admit(self) -> None:
+        while self.waiting:
+            request = self.waiting[0]
+            free = [slot for slot in self.slots if not slot.busy]
+            if len(free) < request.n:
+                return  # first come, first served: later requests wait behind this one
+            self.waiting.popleft()
+            self._place(request, free)
+
+    def _place(self, request: Submit, free: list[Slot]) -> None:
+        tokens = self.rt.tokenize(request.prompt)
+        if len(tokens) >= self.rt.context_length:
+            self.send(
+                Failed(
+                    request.id,
+                    f"the prompt is {len(tokens)} tokens but each conversation may hold "
+                    f"{self.rt.context_length}; shorten it or raise engine.context_length",
+                    code="context_length_exceeded",
+                )
+            )
+            return
+        try:
+            samplers = [self.rt.new_sampler(request, k) for k in range(request.n)]
+        except ValueError as error:
+            self.send(Failed(request.id, str(error), code="invalid_request_error"))
+            return
+        source, reuse = self._best_prefix(tokens)
+        # At least the last prompt token must be decoded: its logits give the first token.
+        reuse = min(reuse, len(tokens) - 1)
+        primary = source if source in free and reuse > 0 else min(free, key=lambda s: s.last_used)
+        if primary is source:
+            self.rt.forget(primary.seq, reuse)
+        else:
+            self.rt.forget(primary.seq)
+            if source is not None and reuse > 0:
+                self.rt.copy_prefix(source.seq, primary.seq, reuse)
+        primary.cached = tokens[:reuse]
+        primary.pending = tokens[reuse:]
+        primary.choice = Choice(request, 0, len(tokens), reuse, samplers[0])
+        if reuse:
+            self.prefix_hits += 1
+            self.prefix_tokens += reuse
+        self.prompt_tokens += len(tokens)
+        others = sorted((s for s in free if s is not primary), key=lambda s: s.last_used)
+        for index, slot in enumerate(others[: request.n - 1], start=1):
+            self.rt.forget(slot.seq)
+            slot.cached, slot.pending = [], []
+            slot.choice = Choice(request, index, len(tokens), reuse, samplers[index])
+            slot.waiting_for_copy = True
+
+    def _best_prefix(self, tokens: list[int]) -> tuple[Slot | None, int]:
+        best: Slot | None = None
+        best_length = 0
+        for slot in self.slots:
+            if slot.waiting_for_copy:
+                continue
+            length = common_prefix(slot.cached, tokens)
+            # Prefer a free slot on ties: reusing it in place needs no copy.
+            if length > best_length or (
+                length == best_length > 0 and best is not None and best.busy and not slot.busy
+            ):
+                best, best_length = slot, length
+        return best, best_length
+
+    # --- one decode step ------------------------------------------------------------------
+
+    def step(self) -> None:
+        self._admit()
+        outputs = self._fill_batch()
+        if self.batch.n_tokens == 0:
+            return
+        result = self.rt.decode(self.batch)
+        self.steps += 1
+        if result != 0:
+            self._fail_batch(result)
+            return
+        for batch_index, slot in outputs:
+            choice = slot.choice
+            if choice is None:
+                continue
+            if choice.index == 0:
+                self._start_siblings(slot, batch_index)
+            self._sample(slot, batch_index)
+
+    def _fill_batch(self) -> list[tuple[int, Slot]]:
+        batch, budget = self.batch, self.rt.batch_tokens
+        count = 0
+        outputs: list[tuple[int, Slot]] = []
+        # Generating sequences first (one token each), then prompt chunks in the room left.
+        active = [s for s in self.slots if s.busy and s.pending]
+        active.sort(key=lambda s: len(s.pending) > 1)
+        for slot in active:
+            room = budget - count
+            if room <= 0:
+                break
+            take = slot.pending[:room]
+            start = len(slot.cached)
+            for offset, token in enumerate(take):
+                batch.token[count] = token
+                batch.pos[count] = start + offset
+                batch.n_seq_id[count] = 1
+                batch.seq_id[count][0] = slot.seq
+                batch.logits[count] = False
+                count += 1
+            slot.cached.extend(take)
+            slot.pending = slot.pending[len(take) :]
+            if not slot.pending:  # the whole input is in: this position's logits are needed
+                batch.logits[count - 1] = True
+                outputs.append((count - 1, slot))
+        batch.n_tokens = count
+        return outputs
+
+    def _start_siblings(self, primary: Slot, batch_index: int) -> None:
+        request = primary.choice.request if primary.choice else None
+        for slot in self.slots:
+            if slot.waiting_for_copy and slot.choice and slot.choice.request is request:
+                self.rt.copy_prefix(primary.seq, slot.seq, len(primary.cached))
+                slot.cached = list(primary.cached)
+                slot.waiting_for_copy = False
+                self._sample(slot, batch_index)
+
+    def _sample(self, slot: Slot, batch_index: int) -> None:
+        choice = slot.choice
+        assert choice is not None and choice.sampler is not None
+        request = choice.request
+        token = self.rt.sample(choice.sampler, batch_index)
+        if self.rt.is_end_of_generation(token):
+            self._finish(slot, "stop")
+            return
+        choice.generated += 1
+        self.generated_tokens += 1
+        if choice.in_thinking:
+            choice.thinking_tokens += 1
+        logprobs = (
+            [self.rt.logprobs(batch_index, token, request.top_logprobs)]
+            if request.logprobs
+            else None
+        )
+        text = choice.add_piece(self.rt.piece(token))
+        if text or logprobs:
+            self.send(Delta(request.id, text, 1, choice.index, logprobs))
+        if choice.finish_reason is not None:
+            self._finish(slot, choice.finish_reason)
+        elif (
+            choice.generated >= request.max_tokens or len(slot.cached) + 1 >= self.rt.context_length
+        ):
+            self._finish(slot, "length")
+        else:
+            slot.pending = [token]
+            if choice.over_reasoning_budget():
+                self._close_thinking(slot)
+
+    def _close_thinking(self, slot: Slot) -> None:
+        """Past the reasoning budget: feed `</think>` so the model moves on to its answer."""
+        choice = slot.choice
+        assert choice is not None and choice.sampler is not None
+        forced = self.rt.tokenize(FORCED_THINK_END, add_bos=False)
+        for token in forced:
+            self.rt.accept(choice.sampler, token)
+        slot.pending.extend(forced)
+        choice.in_thinking = False
+        self.send(Delta(choice.request.id, FORCED_THINK_END, len(forced), choice.index))
+
+    def _finish(self, slot: Slot, reason: str) -> None:
+        choice = slot.choice
+        assert choice is not None
+        rest = choice.flush()
+        if rest and reason != "cancelled":
+            self.send(Delta(choice.request.id, rest, 0, choice.index))
+        if choice.sampler is not None:
+            self.rt.free_sampler(choice.sampler)
+        slot.choice = None
+        slot.pending = []
+        slot.waiting_for_copy = False
+        slot.last_used = self.steps
+        still_running = any(
+            s.choice is not None and s.choice.request is choice.request for s in self.slots
+        )
+        self.send(
+            Done(
+                choice.request.id,
+                reason,
+                choice.prompt_tokens,
+                choice.generated,
+                index=choice.index,
+                cached_tokens=choice.cached_tokens,
+                last=not still_running,
+            )
+        )
+
+    def _fail_batch(self, result: int) -> None:
+        """A decode that failed leaves every busy sequence's KV in doubt: fail them all."""
+        reason = (
+            "the model's KV cache is full; retry, or lower engine.slots or engine.context_length"
+            if result == 1
+            else f"llama.cpp failed to decode (error {result})"
+        )
+        failed: set[str] = set()
+        for slot in self.slots:
+            choice = slot.choice
+            if choice is None:
+                continue
+            if choice.request.id not in failed:
+                failed.add(choice.request.id)
+                self.send(Failed(choice.request.id, reason))
+            if choice.sampler is not None:
+                self.rt.free_sampler(choice.sampler)
+            self.rt.forget(slot.seq)
+            slot.cached, slot.pending, slot.choice = [], [], None
+            slot.waiting_for_copy = False

@@ -1,0 +1,171 @@
+"""Continuous batching in a real worker: concurrency, sampling, n, logprobs, grammar, prefix cache.
+
+All against the real SmolLM2-135M model (and a tiny random DeepSeek-vocabulary model for the
+reasoning budget) in real worker processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+
+from appliance.engine.client import WorkerProcess
+from appliance.engine.messages import Delta, Done, Load, Submit
+from appliance.errors import EngineError
+from helpers.tiny_gguf import write_tiny_llama
+
+
+def chat(question: str, system: str = "") -> str:
+    prefix = f"<|im_start|>system\n{system}<|im_end|>\n" if system else ""
+    return f"{prefix}<|im_start|>user\n{question}<|im_end|>\n<|im_start|>assistant\n"
+
+
+FRANCE = chat("What is the capital of France?")
+
+# One worker for the module: its tests share an event loop with it.
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def worker(embedded_model: Path) -> AsyncIterator[WorkerProcess]:
+    process = WorkerProcess("smollm2")
+    await process.start(Load(str(embedded_model), 2048, 2, slots=4, batch_tokens=256), 60)
+    yield process
+    await process.stop()
+
+
+async def collect(worker: WorkerProcess, submit: Submit) -> tuple[dict[int, str], list[Done]]:
+    texts: dict[int, str] = {}
+    dones: list[Done] = []
+    async for message in worker.generate(submit):
+        if isinstance(message, Delta):
+            texts[message.index] = texts.get(message.index, "") + message.text
+        else:
+            dones.append(message)
+    return texts, dones
+
+
+async def test_concurrent_requests_are_decoded_together(worker: WorkerProcess) -> None:
+    before = await worker.stats()
+    requests = [Submit(f"c{i}", FRANCE, max_tokens=12, temperature=0) for i in range(4)]
+    results = await asyncio.gather(*(collect(worker, r) for r in requests))
+    after = await worker.stats()
+    assert all("Paris" in texts[0] for texts, _ in results)
+    generated = sum(done[0].completion_tokens for _, done in results)
+    steps = after.decode_steps - before.decode_steps
+    # Four streams generating together need about as many steps as one stream has tokens.
+    assert steps < generated * 0.6, f"{steps} decode steps for {generated} tokens"
+    assert after.slots_total == 4
+
+
+async def test_same_seed_alone_gives_the_same_text(worker: WorkerProcess) -> None:
+    def request(rid: str) -> Submit:
+        return Submit(rid, chat("Name a colour."), max_tokens=16, temperature=1.0, seed=7)
+
+    first, _ = await collect(worker, request("s1"))
+    second, _ = await collect(worker, request("s2"))
+    assert first == second
+
+
+async def test_n_choices_share_the_prompt_and_end_with_one_last_done(
+    worker: WorkerProcess,
+) -> None:
+    submit = Submit("n3", chat("Tell me a fun fact."), max_tokens=12, temperature=1.2, seed=1, n=3)
+    texts, dones = await collect(worker, submit)
+    assert sorted(texts) == [0, 1, 2]
+    assert sorted(d.index for d in dones) == [0, 1, 2]
+    assert [d.last for d in dones] == [False, False, True]
+    assert len(set(texts.values())) > 1, "different choices should differ"
+
+
+async def test_more_choices_than_slots_is_refused(worker: WorkerProcess) -> None:
+    with pytest.raises(EngineError, match="n=9 needs 9 sequence slots"):
+        await collect(worker, Submit("n9", FRANCE, max_tokens=4, n=9))
+
+
+async def test_logprobs_come_with_each_token(worker: WorkerProcess) -> None:
+    submit = Submit("lp", FRANCE, max_tokens=5, temperature=0, logprobs=True, top_logprobs=3)
+    deltas = [m async for m in worker.generate(submit) if isinstance(m, Delta)]
+    assert deltas
+    for delta in deltas:
+        [entry] = delta.logprobs or []
+        assert entry.logprob <= 0
+        assert len(entry.top) == 3
+        assert [t.logprob for t in entry.top] == sorted(
+            (t.logprob for t in entry.top), reverse=True
+        )
+        # Greedy decoding picks the most likely token.
+        assert math.isclose(entry.logprob, entry.top[0].logprob, abs_tol=1e-4)
+
+
+async def test_json_schema_constrains_the_output(worker: WorkerProcess) -> None:
+    schema = {
+        "type": "object",
+        "properties": {"city": {"type": "string"}, "population": {"type": "integer"}},
+        "required": ["city", "population"],
+    }
+    submit = Submit(
+        "js", chat("Describe Paris as JSON."), max_tokens=60, temperature=0,
+        json_schema=json.dumps(schema),
+    )  # fmt: skip
+    texts, dones = await collect(worker, submit)
+    assert dones[0].finish_reason == "stop"
+    value = json.loads(texts[0])
+    assert isinstance(value["city"], str) and isinstance(value["population"], int)
+
+
+async def test_shared_system_prompt_is_served_from_the_prefix_cache(
+    worker: WorkerProcess,
+) -> None:
+    system = "You are the office assistant of ACME. " * 20
+    _, first = await collect(worker, Submit("p1", chat("Hi!", system), max_tokens=2))
+    before = await worker.stats()
+    _, second = await collect(worker, Submit("p2", chat("Hello there!", system), max_tokens=2))
+    after = await worker.stats()
+    assert second[0].cached_tokens > 0.8 * first[0].prompt_tokens
+    assert after.prefix_cache_hits == before.prefix_cache_hits + 1
+
+
+async def test_stop_string_inside_a_token_cuts_the_text_before_it(worker: WorkerProcess) -> None:
+    texts, dones = await collect(worker, Submit("st", FRANCE, 20, temperature=0, stop=["ari"]))
+    assert dones[0].finish_reason == "stop"
+    assert "ari" not in texts.get(0, "")
+    assert texts[0].endswith("P")
+
+
+async def test_prompt_longer_than_the_context_is_refused(worker: WorkerProcess) -> None:
+    with pytest.raises(EngineError, match="each conversation may hold 2048"):
+        await collect(worker, Submit("long", chat("word " * 3000), max_tokens=2))
+
+
+async def test_embeddings_are_unit_vectors_of_the_model_width(worker: WorkerProcess) -> None:
+    result = await worker.embed(["The cat sleeps.", "The cat sleeps.", "Stocks fell."], True, 60)
+    first, same, other = result.vectors
+    assert len(first) == 576  # SmolLM2-135M's embedding width
+    assert math.isclose(sum(x * x for x in first), 1.0, rel_tol=1e-6)
+    assert first == same and first != other
+    assert result.prompt_tokens > 6
+
+
+async def test_reasoning_budget_closes_the_thinking_block(tmp_path: Path) -> None:
+    model = write_tiny_llama(tmp_path / "tiny-r1.gguf")
+    worker = WorkerProcess("tiny")
+    await worker.start(Load(str(model), 256, 1, slots=1), 60)
+    try:
+        submit = Submit(
+            "rb", "<｜User｜>hi<｜Assistant｜><think>\n", max_tokens=20, temperature=1.0, seed=3,
+            reasoning_budget=4, prompt_opens_thinking=True,
+        )  # fmt: skip
+        texts, _ = await collect(worker, submit)
+    finally:
+        await worker.stop()
+    thinking, closed, _ = texts[0].partition("</think>")
+    assert closed, f"no </think> in {texts[0]!r}"
+    # The forced closing arrives right after the budget's fourth token.
+    assert thinking.endswith("\n") and len(thinking) <= 4 * 16
