@@ -146,6 +146,10 @@ class AdminClient:
         except (httpx.ConnectError, OSError) as exc:
             raise _unreachable(self.socket_path, exc) from None
 
+    def model_stats(self, name: str) -> dict[str, Any]:
+        """The engine's live counters for a loaded model (slots, queue, prefix-cache hits)."""
+        return dict(self._call("GET", f"/admin/models/{name}/stats"))
+
     def keys(self) -> list[ApiKeyPublic]:
         return TypeAdapter(list[ApiKeyPublic]).validate_python(self._call("GET", "/admin/keys"))
 

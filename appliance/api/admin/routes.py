@@ -8,8 +8,14 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from appliance.api.admin import devices_routes, keys_routes, models_routes, status_routes
+from appliance.api.admin import (
+    devices_routes,
+    engine_routes,
+    keys_routes,
+    models_routes,
+    status_routes,
+)
 
 router = APIRouter(prefix="/admin", tags=["admin"])
-for module in (status_routes, devices_routes, models_routes, keys_routes):
+for module in (status_routes, devices_routes, models_routes, engine_routes, keys_routes):
     router.include_router(module.router)
