@@ -53,8 +53,7 @@ class ApiSettings(Section):
     public_url: str | None = None
     """URL to show people (e.g. behind a reverse proxy); derived from `listen` when unset."""
     reasoning_format: Literal["deepseek", "ollama", "vllm", "none"] = "deepseek"
-    """Where answers put a model's `<think>` text: `deepseek` → `reasoning_content`, `ollama` →
-    `thinking`, `vllm` → `reasoning`, `none` → left in `content`. Requests may override it."""
+    """`<think>` text goes to: deepseek `reasoning_content`, ollama `thinking`, vllm `reasoning`."""
 
     @field_validator("listen")
     @classmethod
@@ -253,7 +252,8 @@ def settings_reference() -> list[tuple[str, str, str, str]]:
             if key == "api.listen":
                 env += " or APPLIANCE_LISTEN"
             default = "unset" if field.default is None else json.dumps(field.default)
-            rows.append((key, env, default, field.description or ""))
+            # Table cells are one line: fold multi-line docstrings.
+            rows.append((key, env, default, " ".join((field.description or "").split())))
 
     walk(Config, "")
     return rows
