@@ -72,8 +72,10 @@ class AscendDriver(Driver):
         ascend_home: str | Path = "/usr/local/Ascend",
         tool_timeout_s: float = 10.0,
         env: Mapping[str, str] | None = None,
+        dev_root: str | Path = "/dev",
     ) -> None:
         self._sys_root = sys_root
+        self._dev_root = dev_root
         self._home = ascend_home
         self._timeout = tool_timeout_s
         self._env = env
@@ -150,7 +152,8 @@ class AscendDriver(Driver):
                 f"the NPU on PCI {pci.address} {bound}: install the Ascend driver package "
                 "(Ascend-hdk-*-npu-driver) and reboot"
             )
-        problem = ascend_host.nodes_problem(nodes) or ascend_host.firmware_problem(versions)
+        problem = ascend_host.nodes_problem(nodes, self._dev_root)
+        problem = problem or ascend_host.firmware_problem(versions)
         if problem:
             return problem
         for chip in chips:

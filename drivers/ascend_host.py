@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-SHARED_NODES = ("/dev/davinci_manager", "/dev/devmm_svm", "/dev/hisi_hdc")
+SHARED_NODES = ("davinci_manager", "devmm_svm", "hisi_hdc")
 RUN_GROUP = "HwHiAiUser"  # the driver installer's default run user and group
 
 
@@ -43,7 +43,7 @@ def node_problem(
     except OSError as error:
         return f"{path} cannot be read: {error.strerror}"
     euid = os.geteuid() if euid is None else euid
-    groups = set(os.getgroups() if groups is None else groups) | {os.getegid()}
+    groups = {*os.getgroups(), os.getegid()} if groups is None else set(groups)
     if euid == 0:
         return None
     if info.st_uid == euid:
@@ -57,9 +57,12 @@ def node_problem(
     return f"permission denied on {path} (mode {stat.filemode(info.st_mode)}, gid {info.st_gid})"
 
 
-def nodes_problem(physical_ids: Iterable[int], **who: object) -> str | None:
+def nodes_problem(
+    physical_ids: Iterable[int], dev_root: str | Path = "/dev", **who: object
+) -> str | None:
     """One actionable sentence about the shared and per-chip nodes, or None when all are fine."""
-    paths = [*SHARED_NODES, *(f"/dev/davinci{n}" for n in physical_ids)]
+    names = [*SHARED_NODES, *(f"davinci{n}" for n in physical_ids)]
+    paths = [str(Path(dev_root) / name) for name in names]
     problems = [p for p in (node_problem(path, **who) for path in paths) if p]  # type: ignore[arg-type]
     if not problems:
         return None

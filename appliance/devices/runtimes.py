@@ -91,6 +91,8 @@ def probe_runtimes(timeout_s: float = 120.0, python: str | None = None) -> Runti
         )
     except subprocess.TimeoutExpired:
         return RuntimeReport(notes=[f"the runtime probe hung and was killed after {timeout_s} s"])
+    except OSError as error:
+        return RuntimeReport(notes=[f"the runtime probe could not start: {error}"])
     lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
     if result.returncode != 0 or not lines:
         tail = (result.stderr.strip().splitlines() or ["no output"])[-1]
