@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import click
@@ -117,21 +118,25 @@ def _report(source: _Source) -> None:
 
 
 def _watch(source: _Source, as_json: bool, interval: float, count: int) -> None:
-    shown = 0
-    with Live(console=stdout_console, auto_refresh=False, transient=False) as live:
+    def frames() -> Iterator[tuple[list[Accelerator], dict[str, Telemetry]]]:
+        shown = 0
         while not count or shown < count:
             if shown:
                 time.sleep(interval)
-            found, samples = source.devices(), source.telemetry()
             shown += 1
-            if as_json:  # JSON lines: one object per refresh, for scripts following along
-                line = {
-                    "devices": [d.model_dump(mode="json") for d in found],
-                    "telemetry": {k: v.model_dump(mode="json") for k, v in samples.items()},
-                }
-                live.console.out(json.dumps(line), highlight=False, soft_wrap=True)
-            else:
-                live.update(Group(device_table(found, samples)), refresh=True)
+            yield source.devices(), source.telemetry()
+
+    if as_json:  # JSON lines: one object per refresh, for scripts following along
+        for found, samples in frames():
+            line = {
+                "devices": [d.model_dump(mode="json") for d in found],
+                "telemetry": {k: v.model_dump(mode="json") for k, v in samples.items()},
+            }
+            click.echo(json.dumps(line))
+        return
+    with Live(console=stdout_console, auto_refresh=False) as live:
+        for found, samples in frames():
+            live.update(Group(device_table(found, samples)), refresh=True)
 
 
 def device_table(found: list[Accelerator], samples: dict[str, Telemetry] | None = None) -> Table:
