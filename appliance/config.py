@@ -99,6 +99,21 @@ class HookSettings(Section):
     """Seconds a hook may run before it is killed."""
 
 
+class DevicesSettings(Section):
+    driver: Literal["auto", "cpu", "nvidia", "ascend"] = "auto"
+    """Vendor: `auto` tries each, logging a failing one; a named vendor failing is an error."""
+    telemetry_interval_s: float = Field(default=2.0, gt=0)
+    """Seconds between live samples of every device (load, memory, temperature, power)."""
+    history_length: int = Field(default=150, ge=1)
+    """Samples kept per device for sparklines (150 x 2 s = 5 minutes)."""
+    tool_timeout_s: float = Field(default=10.0, gt=0)
+    """Seconds `npu-smi` / `nvidia-smi` may run before they are killed and reported hung."""
+    ascend_home: str = "/usr/local/Ascend"
+    """Root of the Ascend driver, firmware and CANN install (version files are read there)."""
+    hotplug: bool = True
+    """Watch udev for accelerators and USB disks coming and going."""
+
+
 class Config(BaseSettings):
     """Everything the daemon and the CLI can be told."""
 
@@ -117,6 +132,7 @@ class Config(BaseSettings):
     paths: PathSettings = PathSettings()
     engine: EngineSettings = EngineSettings()
     hooks: HookSettings = HookSettings()
+    devices: DevicesSettings = DevicesSettings()
 
     @classmethod
     def settings_customise_sources(

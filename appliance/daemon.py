@@ -17,6 +17,7 @@ import os
 import signal
 import socket
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
@@ -25,11 +26,11 @@ import uvicorn
 from appliance import __version__
 from appliance.api.app import create_admin_app, create_app
 from appliance.config import Config
-from appliance.devices import DeviceManager
+from appliance.devices import DeviceManager, DriverFailed
 from appliance.engine.manager import EngineManager
 from appliance.errors import ApplianceError, ConfigError, StorageError
 from appliance.firmware_hooks.runner import HookRunner
-from appliance.records import ModelInfo
+from appliance.records import DeviceEvent, ModelInfo
 from appliance.services import Services
 from appliance.store.keys import KeyStore
 from appliance.store.models import ModelStore
@@ -145,8 +146,11 @@ def build_services(config: Config) -> tuple[Services, str | None]:
     new_key = None
     if config.api.require_api_key and keys.count_active() == 0:
         _, new_key = keys.create("initial", scope="user")
-    devices = DeviceManager()
-    devices.refresh()
+    devices = DeviceManager.from_config(config)
+    try:
+        devices.refresh()
+    except DriverFailed as error:  # the operator named a vendor: say it failed, do not guess
+        raise ConfigError(str(error)) from None
     host, port = config.listen_address
     hooks = HookRunner.from_config(config)
     services = Services(
@@ -203,25 +207,66 @@ async def _serve(services: Services, lan: socket.socket, admin: socket.socket) -
         loop.add_signal_handler(sig, stop, sig.name)
     services.engine.start()
     startup = asyncio.create_task(_boot(services), name="boot")
+    unsubscribe = services.devices.subscribe(device_event_handler(services, loop))
+    settings = services.config.devices
+    watch = asyncio.create_task(
+        services.devices.run(settings.telemetry_interval_s, hotplug=settings.hotplug),
+        name="devices",
+    )
     try:
         await asyncio.gather(servers[0].serve(sockets=[lan]), servers[1].serve(sockets=[admin]))
     finally:
         startup.cancel()
+        watch.cancel()
+        unsubscribe()
         await services.engine.shutdown()
+
+
+def device_event_handler(
+    services: Services, loop: asyncio.AbstractEventLoop
+) -> Callable[[DeviceEvent], None]:
+    """What the daemon does when hardware comes or goes: fail the models on a lost device,
+    then run the `device-added` / `device-removed` hooks with the event as payload.
+
+    The device manager may call this from a worker thread (discovery blocks on vendor tools),
+    so the work is handed to the event loop, where the engine manager's state lives.
+    """
+    tasks: set[asyncio.Task[object]] = set()
+
+    def handle(event: DeviceEvent) -> None:
+        payload = event.model_dump(mode="json")
+        if event.action == "removed" and event.device_id:
+            failed = services.engine.fail_models_on_device(
+                event.device_id, f"{event.device_id} disappeared from the {event.subsystem} bus"
+            )
+            payload["failed_models"] = failed
+            if failed:
+                log.error("device %s lost; failed models: %s", event.device_id, failed)
+        if event.action in ("added", "removed"):
+            task = loop.create_task(services.hooks.run_async(f"device-{event.action}", payload))
+            tasks.add(task)  # keep a reference until done, or the task may be collected
+            task.add_done_callback(tasks.discard)
+
+    def from_any_thread(event: DeviceEvent) -> None:
+        loop.call_soon_threadsafe(handle, event)
+
+    return from_any_thread
 
 
 async def _boot(services: Services) -> None:
     """Boot hooks first (they may check drivers and firmware), then the default model."""
     devices = [device.model_dump(mode="json") for device in services.devices.devices()]
     await services.hooks.run_async("boot", {"devices": devices})
-    if not services.default_model:
-        return
-    try:
-        info = services.store.get(services.default_model)
-    except ApplianceError as error:  # reported by /ready too; the daemon keeps serving
-        log.error("default model: %s", error.message)
-        return
-    services.engine.start_loading(info, pinned=True)
+    if services.default_model:
+        try:
+            info = services.store.get(services.default_model)
+        except ApplianceError as error:  # reported by /ready too; the daemon keeps serving
+            log.error("default model: %s", error.message)
+        else:
+            services.engine.start_loading(info, pinned=True)
+    # The runtime probe loads llama.cpp in a child process; do it now, off the loop, so that the
+    # first placement question is answered from the cache.
+    await asyncio.to_thread(services.devices.runtimes)
 
 
 def serve(config: Config) -> None:

@@ -51,6 +51,73 @@ class Telemetry(BaseModel):
     memory_total_mib: int | None = None
     temperature_c: float | None = None
     power_w: float | None = None
+    power_limit_w: float | None = None
+    """Enforced board power limit in W, where the vendor reports one."""
+    health: str | None = None
+    """Vendor health word (`OK`, `Warning`, `Alarm`, `Critical`), where the vendor reports one."""
+    available: bool = True
+    """False when the sample could not be taken; `error` then says why. The device stays listed."""
+    error: str = ""
+
+
+class DeviceTelemetry(BaseModel):
+    """The telemetry cache as the admin API serves it."""
+
+    latest: dict[str, Telemetry] = Field(default_factory=dict)
+    """Last sample per device id."""
+    history: dict[str, list[Telemetry]] = Field(default_factory=dict)
+    """Oldest first, up to `devices.history_length` samples per device; empty unless asked."""
+    interval_s: float = 2.0
+
+
+class DeviceEvent(BaseModel):
+    """A change the device manager saw: an accelerator or a USB disk came or went."""
+
+    action: str
+    """`added`, `removed` or `changed`."""
+    subsystem: str
+    """udev subsystem of the change: `pci` (accelerators) or `block` (USB disks)."""
+    sys_path: str = ""
+    device_id: str | None = None
+    """The accelerator id concerned (`nvidia0`), None for a USB disk."""
+    devnode: str | None = None
+    """Block device node (`/dev/sdb1`) for a USB disk."""
+    device: Accelerator | None = None
+    """The record as it was before removal, or as found on arrival."""
+    timestamp: float = 0.0
+
+
+class Placement(BaseModel):
+    """One way to run a model here: which runtime on which device, and why (ranked by score)."""
+
+    engine: str
+    """Runtime: `llama.cpp` or `onnxruntime`."""
+    device_id: str
+    backend: str
+    """Backend inside the runtime: `CUDA`, `CANN`, `CPU` (llama.cpp); an execution provider
+    name such as `CUDAExecutionProvider` (onnxruntime)."""
+    score: int
+    """Higher is better; only the order matters."""
+    reason: str
+    """Why this placement, or why a better one is not possible, in actionable words."""
+
+
+class RuntimeReport(BaseModel):
+    """What the installed runtimes can use, as probed (in a child process) on this box."""
+
+    llama_cpp_version: str | None = None
+    """None when llama-cpp-python is not installed or failed to load."""
+    llama_cpp_backends: list[str] = Field(default_factory=list)
+    """ggml backend registry names compiled in (`CPU`, `CUDA`, `CANN`)."""
+    llama_cpp_devices: list[str] = Field(default_factory=list)
+    """ggml devices visible now (`CPU`, `CUDA0`, `CANN0`)."""
+    llama_cpp_gpu_offload: bool = False
+    """`llama_supports_gpu_offload()`: a GPU backend is built in AND a device is visible now."""
+    onnxruntime_version: str | None = None
+    onnxruntime_providers: list[str] = Field(default_factory=list)
+    """`get_available_providers()`: listed is not proven usable (see `notes`)."""
+    notes: list[str] = Field(default_factory=list)
+    """Caveats found while probing, e.g. a CANN provider listed without CANN installed."""
 
 
 class ModelFormat(StrEnum):

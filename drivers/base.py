@@ -6,6 +6,7 @@ May import only `appliance.records` (and the standard library / vendor libraries
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 
 from appliance.records import Accelerator, Telemetry
 
@@ -32,3 +33,11 @@ class Driver(ABC):
     @abstractmethod
     def telemetry(self, device: Accelerator) -> Telemetry:
         """Sample one device discovered earlier by this driver."""
+
+    def telemetry_all(self, devices: Sequence[Accelerator]) -> list[Telemetry]:
+        """Sample several devices of this driver at once, in the order given.
+
+        Override when one vendor call answers for every device (one `npu-smi info` run covers
+        all NPUs); the default samples them one by one.
+        """
+        return [self.telemetry(device) for device in devices]

@@ -1,9 +1,11 @@
-"""A cheap PCI inventory read straight from sysfs: the gate every vendor driver passes first.
+"""The cheap PCI inventory every vendor driver gates on: pyudev on the live box, sysfs for a tree.
 
-Imports only the standard library. No root, no vendor library and no udev daemon is needed,
-so it works in containers that see the host's sysfs (GPUStack's detector does the same scan,
-`gpustack_runtime/detector/__utils__.py:get_pci_devices`). The device manager will move this
-to pyudev; `scan_pci(sys_root)` returning `PciDevice` records is the shape to keep.
+Imports only the standard library and pyudev. No root, no vendor library and no udev daemon is
+needed: libudev enumerates sysfs itself, so this works in containers that see the host's sysfs
+(GPUStack's detector does the same scan, `gpustack_runtime/detector/__utils__.py`). pyudev is
+the live path because umockdev can fake it (tests run the real code against described devices)
+and the hot-plug monitor hands us pyudev devices; the plain sysfs reader stays for an explicit
+`sys_root` (recorded or temporary trees) and for a box where libudev cannot be loaded.
 """
 
 from __future__ import annotations
@@ -52,12 +54,18 @@ class PciDevice:
         return f"{self.vendor_id:04x}:{self.device_id:04x}"
 
 
-def scan_pci(sys_root: str | Path = "/sys") -> list[PciDevice]:
-    """List the PCI functions under `<sys_root>/bus/pci/devices`, sorted by address.
+def scan_pci(sys_root: str | Path | None = None) -> list[PciDevice]:
+    """List the PCI functions, sorted by address: through pyudev when `sys_root` is None (this
+    machine), else from `<sys_root>/bus/pci/devices`.
 
     A box without PCI sysfs (some containers) yields []. A function whose files cannot be
     read, for example one removed while we scan, is skipped rather than failing the scan.
     """
+    if sys_root is None:
+        found = _scan_udev()
+        if found is not None:
+            return found
+        sys_root = "/sys"
     devices_dir = Path(sys_root) / "bus" / "pci" / "devices"
     try:
         entries = sorted(devices_dir.iterdir())
@@ -71,6 +79,42 @@ def scan_pci(sys_root: str | Path = "/sys") -> list[PciDevice]:
         except (OSError, ValueError) as error:
             log.debug("skipping PCI function %s: %s", entry.name, error)
     return found
+
+
+def _scan_udev() -> list[PciDevice] | None:
+    """None when libudev cannot be used at all (then the caller reads sysfs itself)."""
+    try:
+        import pyudev
+
+        context = pyudev.Context()
+        udev_devices = list(context.list_devices(subsystem="pci"))
+    except Exception as error:  # ImportError, OSError from ctypes loading libudev.so.1
+        log.debug("pyudev unavailable, reading sysfs directly: %s", error)
+        return None
+    found: list[PciDevice] = []
+    for device in udev_devices:
+        try:
+            found.append(pci_from_udev(device))
+        except (OSError, ValueError, KeyError) as error:
+            log.debug("skipping PCI function %s: %s", device.sys_name, error)
+    return sorted(found, key=lambda device: device.address)
+
+
+def pci_from_udev(device: object) -> PciDevice:
+    """A `PciDevice` from a pyudev `Device` of subsystem `pci` (enumerated or from a monitor)."""
+    attributes = device.attributes  # type: ignore[attr-defined]
+    sys_path = Path(device.sys_path)  # type: ignore[attr-defined]
+    numa = attributes.get("numa_node")
+    physfn = sys_path / "physfn"
+    return PciDevice(
+        address=device.sys_name,  # type: ignore[attr-defined]
+        vendor_id=int(attributes.asstring("vendor").strip(), 16),
+        device_id=int(attributes.asstring("device").strip(), 16),
+        class_code=int(attributes.asstring("class").strip(), 16),
+        driver=device.driver,  # type: ignore[attr-defined]
+        numa_node=_numa(numa.decode() if numa else None),
+        is_virtual_function=os.path.lexists(physfn),
+    )
 
 
 def _read_device(entry: Path) -> PciDevice:
@@ -96,7 +140,14 @@ def _read_hex(path: Path) -> int:
 
 def _read_numa_node(path: Path) -> int | None:
     try:
-        node = int(path.read_text().strip())
-    except (OSError, ValueError):
+        return _numa(path.read_text())
+    except OSError:
+        return None
+
+
+def _numa(text: str | None) -> int | None:
+    try:
+        node = int((text or "").strip())
+    except ValueError:
         return None
     return node if node >= 0 else None

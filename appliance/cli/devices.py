@@ -1,24 +1,56 @@
-"""`appliance devices`: the accelerators this box found, as a table for people or JSON for scripts.
+"""`appliance devices [--json] [--watch]`: the compute devices, why each is usable, live load.
 
-Must not import the daemon, the API or the UI. For now it runs the drivers in-process; once the
-daemon's admin API serves the device cache, this command asks the daemon instead (one poller
-owns the hardware, STYLE.md habit 7) and this import of `appliance.drivers` goes away.
+Must not import the daemon, the API or the UI. When a daemon runs, its device cache answers
+(one poller owns the hardware, STYLE.md habit 7); otherwise this command runs discovery itself,
+importing the device manager only then, so that `--help` never scans hardware.
 """
 
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import click
-from rich.console import Console
+from rich.console import Group
+from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
-from appliance.records import Accelerator
+from appliance.cli.common import daemon_or_none, stdout_console
+from appliance.cli.state import CliState, pass_state
+from appliance.errors import ConfigError
+from appliance.records import Accelerator, Placement, Telemetry
 
-if TYPE_CHECKING:  # a runtime import would be circular: main imports this module
-    from appliance.cli.main import CliState
+if TYPE_CHECKING:
+    from appliance.client import AdminClient
+    from appliance.devices import DeviceManager
+
+
+class _Source:
+    """Where the answers come from: the daemon's cache, or a discovery run right here."""
+
+    def __init__(self, client: AdminClient | None, manager: DeviceManager | None) -> None:
+        self.client, self.manager = client, manager
+
+    def devices(self) -> list[Accelerator]:
+        if self.client:
+            return self.client.devices()
+        assert self.manager is not None
+        return self.manager.devices()
+
+    def telemetry(self) -> dict[str, Telemetry]:
+        if self.client:
+            return self.client.device_telemetry().latest
+        assert self.manager is not None
+        return self.manager.sample_once()
+
+    def placements(self) -> list[Placement]:
+        if self.client:
+            return self.client.placements()
+        assert self.manager is not None
+        return self.manager.placements()
 
 
 @click.command()
@@ -26,37 +58,125 @@ if TYPE_CHECKING:  # a runtime import would be circular: main imports this modul
     "--json",
     "as_json",
     is_flag=True,
-    help="Print a JSON list of device records on stdout, for scripts.",
+    help="Print JSON for scripts (with --watch: one line per refresh).",
 )
-@click.pass_obj
-def devices(state: CliState | None, as_json: bool) -> None:
+@click.option(
+    "--watch", is_flag=True, help="Keep refreshing with live load, memory, heat and power."
+)
+@click.option(
+    "--interval",
+    type=float,
+    default=None,
+    help="Seconds between refreshes with --watch.  [default: devices.telemetry_interval_s]",
+)
+@click.option(
+    "--count",
+    type=int,
+    default=0,
+    show_default=True,
+    help="With --watch: stop after this many refreshes (0: until Ctrl-C).",
+)
+@pass_state
+def devices(
+    state: CliState, as_json: bool, watch: bool, interval: float | None, count: int
+) -> None:
     """List compute devices (CPU, NVIDIA GPUs, Ascend NPUs) and whether a model can use them."""
-    # `state` carries the config; it is unused until this command talks to the daemon.
-    from appliance.drivers import discover_all  # imported here: `--help` must not scan hardware
+    config = state.config
+    with daemon_or_none(config) as client:
+        manager = None
+        if client is None:
+            from appliance.devices import DeviceManager, DriverFailed
 
-    found = discover_all()
-    if as_json:
-        click.echo(json.dumps([device.model_dump(mode="json") for device in found], indent=2))
-        return
-    Console().print(device_table(found))
+            manager = DeviceManager.from_config(config)
+            try:
+                manager.refresh()
+            except DriverFailed as error:
+                raise ConfigError(str(error)) from None
+        source = _Source(client, manager)
+        if watch:
+            _watch(source, as_json, interval or config.devices.telemetry_interval_s, count)
+        elif as_json:
+            click.echo(json.dumps([d.model_dump(mode="json") for d in source.devices()], indent=2))
+        else:
+            _report(source)
+
+
+def _report(source: _Source) -> None:
+    found = source.devices()
+    stdout_console.print(device_table(found))
+    placements = source.placements()
+    if placements:
+        best = placements[0]
+        stdout_console.print(
+            f"Best placement: {best.engine} on {best.device_id} ({best.backend}): "
+            f"{escape(best.reason)}"
+        )
     unusable = [device for device in found if not device.usable]
     if unusable:
-        # Diagnostics go to stderr so that stdout stays the table alone.
+        # Diagnostics go to stderr so that stdout stays the report alone.
         click.echo(f"{len(unusable)} device(s) not usable; see the reason column.", err=True)
 
 
-def device_table(found: list[Accelerator]) -> Table:
+def _watch(source: _Source, as_json: bool, interval: float, count: int) -> None:
+    def frames() -> Iterator[tuple[list[Accelerator], dict[str, Telemetry]]]:
+        shown = 0
+        while not count or shown < count:
+            if shown:
+                time.sleep(interval)
+            shown += 1
+            yield source.devices(), source.telemetry()
+
+    if as_json:  # JSON lines: one object per refresh, for scripts following along
+        for found, samples in frames():
+            line = {
+                "devices": [d.model_dump(mode="json") for d in found],
+                "telemetry": {k: v.model_dump(mode="json") for k, v in samples.items()},
+            }
+            click.echo(json.dumps(line))
+        return
+    with Live(console=stdout_console, auto_refresh=False) as live:
+        for found, samples in frames():
+            live.update(Group(device_table(found, samples)), refresh=True)
+
+
+def device_table(found: list[Accelerator], samples: dict[str, Telemetry] | None = None) -> Table:
     table = Table(title="Compute devices")
     table.add_column("id", no_wrap=True)
     table.add_column("kind", no_wrap=True)
     table.add_column("name")
     table.add_column("memory (GiB)", justify="right", no_wrap=True)
     table.add_column("usable", no_wrap=True)
-    table.add_column("reason", overflow="fold")
+    if samples is not None:
+        for column in ("load %", "used (GiB)", "temp °C", "power W"):
+            table.add_column(column, justify="right", no_wrap=True)
+    if samples is None:  # reasons do not change between refreshes; the live view needs room
+        table.add_column("reason", overflow="fold")
     for device in found:
         memory = f"{device.memory_total_mib / 1024:.1f}" if device.memory_total_mib else "?"
         usable = "[green]yes[/]" if device.usable else "[red]no[/]"
         # Names and reasons are data, not markup: "NVIDIA GPU [10de:2330]" must print as is.
-        name, reason = escape(device.name), escape(device.reason)
-        table.add_row(escape(device.id), device.kind.value, name, memory, usable, reason)
+        row = [escape(device.id), device.kind.value, escape(device.name), memory, usable]
+        if samples is None:
+            row.append(escape(device.reason))
+        else:
+            row.extend(_live_cells(samples.get(device.id)))
+        table.add_row(*row)
     return table
+
+
+def _live_cells(sample: Telemetry | None) -> list[str]:
+    if sample is None:
+        return ["-"] * 4
+    if not sample.available:
+        return ["[yellow]n/a[/]"] * 4
+
+    def show(value: float | None, fmt: str) -> str:
+        return "-" if value is None else fmt.format(value)
+
+    used = None if sample.memory_used_mib is None else sample.memory_used_mib / 1024
+    return [
+        show(sample.utilization_pct, "{:.0f}"),
+        show(used, "{:.1f}"),
+        show(sample.temperature_c, "{:.0f}"),
+        show(sample.power_w, "{:.0f}"),
+    ]

@@ -22,7 +22,14 @@ from appliance.api.admin.protocol import (
     KeyCreated,
     ModelRemoved,
 )
-from appliance.records import Accelerator, LoadedModel, ModelInfo
+from appliance.records import (
+    Accelerator,
+    DeviceTelemetry,
+    LoadedModel,
+    ModelInfo,
+    Placement,
+    RuntimeReport,
+)
 
 # Requests that only read state answer fast; loads and imports can take minutes.
 _TIMEOUT = httpx.Timeout(10.0, read=600.0)
@@ -101,6 +108,20 @@ class AdminClient:
 
     def devices(self) -> list[Accelerator]:
         return TypeAdapter(list[Accelerator]).validate_python(self._call("GET", "/admin/devices"))
+
+    def device_telemetry(self, history: bool = False) -> DeviceTelemetry:
+        params = {"history": "true"} if history else {}
+        return DeviceTelemetry.model_validate(
+            self._call("GET", "/admin/devices/telemetry", params=params)
+        )
+
+    def runtimes(self) -> RuntimeReport:
+        return RuntimeReport.model_validate(self._call("GET", "/admin/devices/runtimes"))
+
+    def placements(self) -> list[Placement]:
+        return TypeAdapter(list[Placement]).validate_python(
+            self._call("GET", "/admin/devices/placements")
+        )
 
     def models(self) -> list[ModelInfo]:
         return TypeAdapter(list[ModelInfo]).validate_python(self._call("GET", "/admin/models"))
@@ -187,3 +208,14 @@ class AsyncAdminClient:
 
     async def status(self) -> DaemonStatus:
         return DaemonStatus.model_validate(await self._call("GET", "/admin/status"))
+
+    async def devices(self) -> list[Accelerator]:
+        return TypeAdapter(list[Accelerator]).validate_python(
+            await self._call("GET", "/admin/devices")
+        )
+
+    async def device_telemetry(self, history: bool = False) -> DeviceTelemetry:
+        params = {"history": "true"} if history else {}
+        return DeviceTelemetry.model_validate(
+            await self._call("GET", "/admin/devices/telemetry", params=params)
+        )
