@@ -36,7 +36,7 @@ from appliance.engine.messages import (
     frame_length,
     from_worker_decoder,
 )
-from appliance.errors import EngineDead, EngineError
+from appliance.errors import EngineDead, EngineError, UsageError
 
 log = logging.getLogger("appliance.engine")
 
@@ -210,10 +210,7 @@ class WorkerProcess:
                 message = await stream.get()
                 if isinstance(message, Failed):
                     finished = True
-                    error_cls = EngineDead if message.code == "engine_unavailable" else EngineError
-                    error = error_cls(message.error)
-                    error.code = message.code
-                    raise error
+                    raise _error_for(message)
                 yield message
                 if isinstance(message, Done) and message.last:
                     finished = True
@@ -238,6 +235,19 @@ class WorkerProcess:
         if self._reader:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reader
+
+
+def _error_for(failed: Failed) -> EngineError | UsageError:
+    """The worker's failure codes, as the error classes the API maps to HTTP statuses."""
+    error: EngineError | UsageError
+    if failed.code == "engine_unavailable":
+        error = EngineDead(failed.error)
+    elif failed.code in ("invalid_request_error", "context_length_exceeded"):
+        error = UsageError(failed.error)  # the request cannot work as written: 400
+    else:
+        error = EngineError(failed.error)
+    error.code = failed.code
+    return error
 
 
 def new_request_id() -> str:

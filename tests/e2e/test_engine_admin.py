@@ -62,22 +62,55 @@ def test_requests_beyond_slots_and_queue_get_429_with_retry_after(one_slot_daemo
     }
 
     async def scenario() -> httpx.Response:
-        async with (
-            httpx.AsyncClient(timeout=60) as client,
-            client.stream(
-                "POST", f"{daemon.base_url}/chat/completions", json=long_answer, headers=headers
-            ) as busy,
-        ):
-            async for line in busy.aiter_lines():
-                if '"content"' in line:
-                    break  # the only slot is now generating
-            return await client.post(
+        generating = asyncio.Event()
+
+        async def keep_the_slot_busy(client: httpx.AsyncClient) -> None:
+            url = f"{daemon.base_url}/chat/completions"
+            async with client.stream("POST", url, json=long_answer, headers=headers) as busy:
+                async for line in busy.aiter_lines():
+                    if '"content"' in line:
+                        generating.set()  # keep reading: hanging up would free the slot
+
+        async with httpx.AsyncClient(timeout=60) as client:
+            busy = asyncio.create_task(keep_the_slot_busy(client))
+            await asyncio.wait_for(generating.wait(), 30)
+            refused = await client.post(
                 f"{daemon.base_url}/chat/completions",
                 json={**long_answer, "stream": False, "max_tokens": 2},
                 headers=headers,
             )
+            # A streaming request is refused the same way, before any event is sent.
+            refused_stream = await client.post(
+                f"{daemon.base_url}/chat/completions", json=long_answer, headers=headers
+            )
+            busy.cancel()
+            assert refused_stream.status_code == 429
+            return refused
 
     refused = asyncio.run(scenario())
     assert refused.status_code == 429
     assert int(refused.headers["retry-after"]) > 0
     assert refused.json()["error"]["type"] == "rate_limit_error"
+
+
+def test_client_that_goes_away_frees_its_slot(daemon: Daemon) -> None:
+    headers = {"Authorization": f"Bearer {daemon.api_key}"}
+    body = {
+        "model": "smollm2",
+        "stream": True,
+        "max_tokens": 1000,
+        "messages": [{"role": "user", "content": "Count from one to one thousand in words."}],
+    }
+    with httpx.stream(
+        "POST", f"{daemon.base_url}/chat/completions", json=body, headers=headers, timeout=60
+    ) as response:
+        for line in response.iter_lines():
+            if '"content"' in line:
+                break  # hang up after the first token
+    with AdminClient(daemon.admin_socket) as admin:
+        for _ in range(100):
+            stats = admin.model_stats("smollm2")
+            if stats["slots_busy"] == 0:
+                break
+            asyncio.run(asyncio.sleep(0.05))
+    assert stats["slots_busy"] == 0, "the abandoned answer must stop, not run to 1000 tokens"

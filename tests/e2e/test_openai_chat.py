@@ -124,7 +124,7 @@ def test_default_model_alias_uses_the_loaded_model(client: openai.OpenAI) -> Non
         ({"model": "smollm2"}, "messages"),
         ({"model": "smollm2", "messages": []}, "messages"),
         ({"model": "smollm2", "messages": [{"role": "robot", "content": "hi"}]}, "role"),
-        ({"model": "smollm2", "messages": QUESTION, "n": 2}, "n"),
+        ({"model": "smollm2", "messages": QUESTION, "n": 9}, "n"),
         ({"model": "smollm2", "messages": QUESTION, "temperature": 5}, "temperature"),
     ],
 )

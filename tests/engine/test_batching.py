@@ -17,7 +17,7 @@ import pytest_asyncio
 
 from appliance.engine.client import WorkerProcess
 from appliance.engine.messages import Delta, Done, Load, Submit
-from appliance.errors import EngineError
+from appliance.errors import UsageError
 from helpers.tiny_gguf import write_tiny_llama
 
 
@@ -85,7 +85,7 @@ async def test_n_choices_share_the_prompt_and_end_with_one_last_done(
 
 
 async def test_more_choices_than_slots_is_refused(worker: WorkerProcess) -> None:
-    with pytest.raises(EngineError, match="n=9 needs 9 sequence slots"):
+    with pytest.raises(UsageError, match="n=9 needs 9 sequence slots"):
         await collect(worker, Submit("n9", FRANCE, max_tokens=4, n=9))
 
 
@@ -140,7 +140,7 @@ async def test_stop_string_inside_a_token_cuts_the_text_before_it(worker: Worker
 
 
 async def test_prompt_longer_than_the_context_is_refused(worker: WorkerProcess) -> None:
-    with pytest.raises(EngineError, match="each conversation may hold 2048"):
+    with pytest.raises(UsageError, match="each conversation may hold 2048"):
         await collect(worker, Submit("long", chat("word " * 3000), max_tokens=2))
 
 

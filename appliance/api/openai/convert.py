@@ -3,35 +3,130 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 
+from pydantic import BaseModel
+
+from appliance.api.openai.choices import ChoiceEvent, ChoiceOutput
 from appliance.api.openai.protocol import (
     ChatCompletion,
     ChatCompletionChunk,
     Choice,
+    ChoiceLogprobs,
     ChunkChoice,
     DeltaMessage,
+    FunctionCallOut,
     ResponseMessage,
+    TokenLogprobOut,
+    ToolCallDelta,
+    ToolCallOut,
+    TopLogprobOut,
     Usage,
 )
-from appliance.engine.messages import Done
+from appliance.api.openai.reasoning import ReasoningFormat
+from appliance.engine.messages import Done, TokenLogprob
 from appliance.errors import ApplianceError
 
 
-def usage_of(done: Done) -> Usage:
+def usage_of(dones: Iterable[Done]) -> Usage:
+    """One usage for all choices: the prompt counted once, completions summed (as OpenAI)."""
+    dones = list(dones)
+    prompt = max((d.prompt_tokens for d in dones), default=0)
+    completion = sum(d.completion_tokens for d in dones)
+    cached = max((d.cached_tokens for d in dones), default=0)
     return Usage(
-        prompt_tokens=done.prompt_tokens,
-        completion_tokens=done.completion_tokens,
-        total_tokens=done.prompt_tokens + done.completion_tokens,
+        prompt_tokens=prompt,
+        completion_tokens=completion,
+        total_tokens=prompt + completion,
+        prompt_tokens_details={"cached_tokens": cached},
     )
 
 
-def completion(completion_id: str, model: str, text: str, done: Done) -> ChatCompletion:
+def logprobs_out(items: list[TokenLogprob]) -> list[TokenLogprobOut]:
+    return [
+        TokenLogprobOut(
+            token=item.token,
+            logprob=item.logprob,
+            bytes=list(item.token.encode()),
+            top_logprobs=[
+                TopLogprobOut(token=top.token, logprob=top.logprob, bytes=list(top.token.encode()))
+                for top in item.top
+            ],
+        )
+        for item in items
+    ]
+
+
+def _reasoning_fields(fmt: ReasoningFormat, text: str) -> dict[str, str]:
+    return {fmt.field: text} if fmt.field and text else {}
+
+
+def completion(
+    completion_id: str,
+    model: str,
+    outputs: list[ChoiceOutput],
+    *,
+    reasoning: ReasoningFormat,
+    logprobs: bool,
+) -> ChatCompletion:
+    choices = []
+    for out in sorted(outputs, key=lambda o: o.index):
+        assert out.done is not None
+        calls = [
+            ToolCallOut(id=c.id, function=FunctionCallOut(name=c.name, arguments=c.arguments))
+            for c in out.tool_calls
+        ]
+        message = ResponseMessage(
+            content=out.content if out.content or not calls else None,
+            tool_calls=calls or None,
+            **_reasoning_fields(reasoning, out.reasoning),
+        )
+        choices.append(
+            Choice(
+                index=out.index,
+                message=message,
+                finish_reason=out.finish_reason,
+                logprobs=ChoiceLogprobs(content=logprobs_out(out.logprobs)) if logprobs else None,
+            )
+        )
     return ChatCompletion(
         id=completion_id,
         model=model,
-        choices=[Choice(message=ResponseMessage(content=text), finish_reason=done.finish_reason)],
-        usage=usage_of(done),
+        choices=choices,
+        usage=usage_of(o.done for o in outputs if o.done),
     )
+
+
+def event_chunk(
+    completion_id: str,
+    model: str,
+    created: int,
+    event: ChoiceEvent,
+    *,
+    reasoning: ReasoningFormat,
+    logprobs: bool,
+) -> ChatCompletionChunk:
+    """The chunk carrying a choice's new text, calls and logprobs (finish goes separately)."""
+    calls = [
+        ToolCallDelta(
+            index=event.first_call + k,
+            id=call.id,
+            type="function",
+            function=FunctionCallOut(name=call.name, arguments=call.arguments),
+        )
+        for k, call in enumerate(event.tool_calls)
+    ]
+    delta = DeltaMessage(
+        content=event.content or None,
+        tool_calls=calls or None,
+        **_reasoning_fields(reasoning, event.reasoning),
+    )
+    choice = ChunkChoice(
+        index=event.index,
+        delta=delta,
+        logprobs=ChoiceLogprobs(content=logprobs_out(event.logprobs)) if logprobs else None,
+    )
+    return ChatCompletionChunk(id=completion_id, created=created, model=model, choices=[choice])
 
 
 def chunk(
@@ -39,6 +134,7 @@ def chunk(
     model: str,
     created: int,
     *,
+    index: int = 0,
     role: bool = False,
     content: str | None = None,
     finish_reason: str | None = None,
@@ -48,13 +144,15 @@ def chunk(
         id=completion_id,
         created=created,
         model=model,
-        choices=[ChunkChoice(delta=delta, finish_reason=finish_reason)],
+        choices=[ChunkChoice(index=index, delta=delta, finish_reason=finish_reason)],
     )
 
 
-def usage_chunk(completion_id: str, model: str, created: int, done: Done) -> ChatCompletionChunk:
+def usage_chunk(
+    completion_id: str, model: str, created: int, dones: Iterable[Done]
+) -> ChatCompletionChunk:
     return ChatCompletionChunk(
-        id=completion_id, created=created, model=model, choices=[], usage=usage_of(done)
+        id=completion_id, created=created, model=model, choices=[], usage=usage_of(dones)
     )
 
 
@@ -72,8 +170,8 @@ def error_body(error: ApplianceError) -> dict[str, object]:
     }
 
 
-def sse(payload: ChatCompletionChunk | dict[str, object]) -> str:
-    data = payload if isinstance(payload, dict) else payload.model_dump(exclude_none=False)
+def sse(payload: BaseModel | dict[str, object]) -> str:
+    data = payload if isinstance(payload, dict) else payload.model_dump(mode="json")
     return f"data: {json.dumps(data, ensure_ascii=False, separators=(',', ':'))}\n\n"
 
 

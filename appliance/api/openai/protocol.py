@@ -1,17 +1,32 @@
-"""Pydantic models of the OpenAI chat-completions wire format (the subset we serve).
+"""Pydantic models of the OpenAI chat-completions wire format (requests and responses).
 
 Requests accept unknown fields (clients send many) and the routes log which were ignored;
-`to_engine_request()` is the one place where the API shape becomes the engine's `Submit`.
+`ChatCompletionRequest.to_engine_request()` is the one place where the chat API shape becomes
+the engine's `Submit`. Shared sampling fields live in `sampling.py`. Never imported by the worker.
 """
 
 from __future__ import annotations
 
+import json
 import time
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
+from appliance.api.openai.reasoning import ReasoningFormat, parse_format
+from appliance.api.openai.sampling import SamplingRequest
 from appliance.engine.messages import Submit
+from appliance.errors import UsageError
+
+MAX_TOP_LOGPROBS = 20
 
 
 class ContentPart(BaseModel):
@@ -20,11 +35,33 @@ class ContentPart(BaseModel):
     text: str | None = None
 
 
+class FunctionCallIn(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    name: str
+    arguments: str | dict[str, Any] = "{}"
+
+    def arguments_text(self) -> str:
+        if isinstance(self.arguments, str):
+            return self.arguments
+        return json.dumps(self.arguments, ensure_ascii=False)
+
+
+class ToolCallIn(BaseModel):
+    """A tool call in an assistant message of the history."""
+
+    model_config = ConfigDict(extra="allow")
+    id: str | None = None
+    type: Literal["function"] = "function"
+    function: FunctionCallIn
+
+
 class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="allow")
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[ContentPart] | None = None
     name: str | None = None
+    tool_calls: list[ToolCallIn] | None = None
+    tool_call_id: str | None = None
 
     def text(self) -> str:
         if self.content is None:
@@ -33,8 +70,6 @@ class ChatMessage(BaseModel):
             return self.content
         unsupported = {part.type for part in self.content if part.type != "text"}
         if unsupported:
-            from appliance.errors import UsageError
-
             raise UsageError(
                 f"message content of type {', '.join(sorted(unsupported))} is not supported "
                 "by this model; send text parts only"
@@ -42,75 +77,172 @@ class ChatMessage(BaseModel):
         return "".join(part.text or "" for part in self.content)
 
 
-class StreamOptions(BaseModel):
+class FunctionDef(BaseModel):
     model_config = ConfigDict(extra="allow")
-    include_usage: bool = False
+    name: str = Field(min_length=1, max_length=64)
+    description: str | None = None
+    parameters: dict[str, Any] = Field(default_factory=lambda: {"type": "object"})
+    strict: bool | None = None
 
 
-class ChatCompletionRequest(BaseModel):
+class ToolDef(BaseModel):
     model_config = ConfigDict(extra="allow")
+    type: Literal["function"] = "function"
+    function: FunctionDef
 
-    model: str
+
+class NamedFunction(BaseModel):
+    name: str
+
+
+class NamedToolChoice(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    type: Literal["function"] = "function"
+    function: NamedFunction
+
+
+ToolChoice = Literal["none", "auto", "required"] | NamedToolChoice
+
+
+class ChatCompletionRequest(SamplingRequest):
     messages: list[ChatMessage] = Field(min_length=1)
-    stream: bool = False
-    stream_options: StreamOptions | None = None
-    max_tokens: int | None = Field(default=None, ge=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
-    temperature: float = Field(default=0.8, ge=0, le=2)
-    top_p: float = Field(default=0.95, gt=0, le=1)
-    stop: str | list[str] | None = None
-    seed: int | None = None
-    n: int = Field(default=1, ge=1, le=1)
-    user: str | None = None
+    logprobs: bool = False
+    top_logprobs: int = Field(default=0, ge=0, le=MAX_TOP_LOGPROBS)
+    tools: list[ToolDef] | None = None
+    tool_choice: ToolChoice | None = None
+    parallel_tool_calls: bool = True
+    reasoning_format: str | None = None
+    """`deepseek` (reasoning_content), `ollama`/`thinking`, `vllm`/`reasoning`, `none`."""
+    reasoning_budget: int | None = Field(default=None, ge=-1)
+    """Most tokens of thinking; -1 or absent: no limit, 0: answer without thinking."""
+    chat_template_kwargs: dict[str, Any] | None = None
+    """Extra variables for the chat template (e.g. `enable_thinking: false`), as in vLLM."""
 
-    @field_validator("stop")
+    @field_validator("reasoning_format")
     @classmethod
-    def _stop_list(cls, value: str | list[str] | None) -> str | list[str] | None:
-        if isinstance(value, list) and len(value) > 4:
-            raise ValueError("at most 4 stop sequences are allowed")
+    def _known_format(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_format(value)
         return value
 
-    def stop_list(self) -> list[str]:
-        if self.stop is None:
-            return []
-        return [self.stop] if isinstance(self.stop, str) else list(self.stop)
+    @model_validator(mode="after")
+    def _tool_choice_matches_tools(self) -> ChatCompletionRequest:
+        names = {tool.function.name for tool in self.tools or []}
+        choice = self.tool_choice
+        if choice == "required" and not names:
+            raise ValueError("tool_choice: `required` needs a non-empty `tools` list")
+        if isinstance(choice, NamedToolChoice) and choice.function.name not in names:
+            raise ValueError(
+                f"tool_choice: function {choice.function.name!r} is not among `tools` "
+                f"({', '.join(sorted(names)) or 'none given'})"
+            )
+        forced = choice == "required" or isinstance(choice, NamedToolChoice)
+        if forced and self.response_format is not None and self.response_format.type != "text":
+            raise ValueError("tool_choice: cannot force a tool call and a response_format")
+        return self
 
-    def template_messages(self) -> list[dict[str, Any]]:
-        # Chat templates know system/user/assistant; OpenAI's newer `developer` role is a
-        # system message under another name.
-        return [
-            {"role": "system" if m.role == "developer" else m.role, "content": m.text()}
-            for m in self.messages
-        ]
+    def reasoning(self, default: ReasoningFormat) -> ReasoningFormat:
+        return parse_format(self.reasoning_format) if self.reasoning_format else default
 
-    def to_engine_request(self, request_id: str, prompt: str, default_max: int) -> Submit:
+    def thinking_disabled(self) -> bool:
+        kwargs = self.chat_template_kwargs or {}
+        return kwargs.get("enable_thinking") is False or self.reasoning_budget == 0
+
+    def to_engine_request(
+        self,
+        request_id: str,
+        prompt: str,
+        default_max: int,
+        *,
+        prompt_opens_thinking: bool = False,
+        json_schema: str | None = None,
+    ) -> Submit:
+        """The engine request; `json_schema` overrides response_format (forced tool calls)."""
+        fields = self.sampling_fields()
+        if json_schema is not None:
+            fields["json_schema"] = json_schema
+        budget = self.reasoning_budget
         return Submit(
             id=request_id,
             prompt=prompt,
             max_tokens=self.max_completion_tokens or self.max_tokens or default_max,
-            temperature=self.temperature,
-            top_p=self.top_p,
-            stop=self.stop_list(),
-            seed=self.seed,
+            logprobs=self.logprobs or self.top_logprobs > 0,
+            top_logprobs=self.top_logprobs,
+            reasoning_budget=None if budget is None or budget < 0 else budget,
+            prompt_opens_thinking=prompt_opens_thinking,
+            **fields,
         )
+
+
+# ---------------------------------------------------------------- responses
+
+
+class _DropNone(BaseModel):
+    """Leaves out fields that are None, except those in `_keep` (OpenAI omits unused ones)."""
+
+    _keep: ClassVar[frozenset[str]] = frozenset()
+
+    @model_serializer(mode="wrap")
+    def _drop_none(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data = handler(self)
+        return {k: v for k, v in data.items() if v is not None or k in self._keep}
 
 
 class Usage(BaseModel):
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
+    prompt_tokens_details: dict[str, int] | None = None
 
 
-class ResponseMessage(BaseModel):
+class FunctionCallOut(BaseModel):
+    name: str
+    arguments: str
+
+
+class ToolCallOut(BaseModel):
+    id: str
+    type: Literal["function"] = "function"
+    function: FunctionCallOut
+
+
+class ToolCallDelta(_DropNone):
+    index: int
+    id: str | None = None
+    type: Literal["function"] | None = None
+    function: FunctionCallOut | None = None
+
+
+class TopLogprobOut(BaseModel):
+    token: str
+    logprob: float
+    bytes: list[int] | None = None
+
+
+class TokenLogprobOut(TopLogprobOut):
+    top_logprobs: list[TopLogprobOut] = Field(default_factory=list)
+
+
+class ChoiceLogprobs(BaseModel):
+    content: list[TokenLogprobOut] | None = None
+
+
+class ResponseMessage(_DropNone):
+    _keep: ClassVar[frozenset[str]] = frozenset({"content"})
     role: Literal["assistant"] = "assistant"
-    content: str
+    content: str | None
+    reasoning_content: str | None = None
+    thinking: str | None = None
+    reasoning: str | None = None
+    tool_calls: list[ToolCallOut] | None = None
 
 
 class Choice(BaseModel):
     index: int = 0
     message: ResponseMessage
     finish_reason: str | None
-    logprobs: None = None
+    logprobs: ChoiceLogprobs | None = None
 
 
 class ChatCompletion(BaseModel):
@@ -123,16 +255,20 @@ class ChatCompletion(BaseModel):
     system_fingerprint: str | None = None
 
 
-class DeltaMessage(BaseModel):
+class DeltaMessage(_DropNone):
     role: Literal["assistant"] | None = None
     content: str | None = None
+    reasoning_content: str | None = None
+    thinking: str | None = None
+    reasoning: str | None = None
+    tool_calls: list[ToolCallDelta] | None = None
 
 
 class ChunkChoice(BaseModel):
     index: int = 0
     delta: DeltaMessage
     finish_reason: str | None = None
-    logprobs: None = None
+    logprobs: ChoiceLogprobs | None = None
 
 
 class ChatCompletionChunk(BaseModel):

@@ -1,4 +1,8 @@
-"""OpenAI-compatible routes on the LAN listener: `/v1/chat/completions`, `/v1/models`."""
+"""OpenAI-compatible routes on the LAN listener: `/v1/chat/completions`, `/v1/models`.
+
+Also mounts `/v1/completions` (completions.py) and `/v1/embeddings` (embeddings.py) on the
+same router, so all of `/v1` shares one API-key dependency.
+"""
 
 from __future__ import annotations
 
@@ -6,22 +10,21 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 
 from fastapi import APIRouter
-from fastapi.responses import StreamingResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 
-from appliance.api.chat_template import render_chat
 from appliance.api.deps import ApiKeyDep, ServicesDep
-from appliance.api.openai import convert
-from appliance.api.openai.protocol import (
-    ChatCompletion,
-    ChatCompletionRequest,
-    ModelCard,
-    ModelList,
-)
+from appliance.api.openai import completions, convert, embeddings
+from appliance.api.openai.chat_prompt import build_prompt
+from appliance.api.openai.choices import ChoiceOutput
+from appliance.api.openai.protocol import ChatCompletionRequest, ModelCard, ModelList
+from appliance.api.openai.reasoning import ReasoningFormat, parse_format
+from appliance.api.openai.serving import engine_messages, resolve_model
 from appliance.engine.client import new_request_id
 from appliance.engine.messages import Done, Submit
-from appliance.errors import ApplianceError, ModelNotFound
+from appliance.errors import ApplianceError
 from appliance.records import ModelInfo
 from appliance.services import Services
 
@@ -29,20 +32,7 @@ log = logging.getLogger("appliance.api")
 
 router = APIRouter(prefix="/v1", dependencies=[ApiKeyDep], tags=["openai"])
 
-
-def resolve_model(services: Services, requested: str) -> ModelInfo:
-    """The installed model a request names (`default` or empty: the default model)."""
-    name = requested.strip()
-    if name in ("", "default") and services.default_model:
-        name = services.default_model
-    installed = services.store.list()
-    for info in installed:
-        if info.name == name:
-            return info
-    available = ", ".join(info.name for info in installed) or "none installed"
-    raise ModelNotFound(
-        f"model {requested!r} is not installed on this appliance; available: {available}"
-    )
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
 @router.get("/models", operation_id="list_models")
@@ -55,58 +45,90 @@ async def list_models(services: ServicesDep) -> ModelList:
 @router.post("/chat/completions", operation_id="create_chat_completion", response_model=None)
 async def create_chat_completion(
     body: ChatCompletionRequest, services: ServicesDep
-) -> ChatCompletion | StreamingResponse:
+) -> JSONResponse | StreamingResponse:
     if body.model_extra:
         log.debug("ignoring unsupported request fields: %s", ", ".join(sorted(body.model_extra)))
     info = resolve_model(services, body.model)
-    prompt = render_chat(
-        info.chat_template,
-        body.template_messages(),
-        bos_token=info.bos_token,
-        eos_token=info.eos_token,
+    prompt = build_prompt(body, info)
+    submit = body.to_engine_request(
+        new_request_id(),
+        prompt.text,
+        services.config.engine.max_tokens,
+        prompt_opens_thinking=prompt.opens_thinking,
+        json_schema=prompt.forced_schema,
     )
-    submit = body.to_engine_request(new_request_id(), prompt, services.config.engine.max_tokens)
+    fmt = body.reasoning(parse_format(services.config.api.reasoning_format))
+    outputs = [
+        ChoiceOutput(
+            index, reasoning=fmt, thinking_opened=prompt.opens_thinking, tools=prompt.tool_mode
+        )
+        for index in range(body.n)
+    ]
     # Load (or wait for the load) before answering, so load failures get a real HTTP status.
     await services.engine.ensure_ready(info)
+    services.engine.admit(info)  # a full model answers 429 now, not inside a 200 stream
     completion_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
     if body.stream:
-        include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        return StreamingResponse(
-            _stream(services, info, submit, completion_id, include_usage),
-            media_type="text/event-stream",
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        stream = _stream(
+            services, info, submit, outputs, completion_id, fmt, include_usage=body.include_usage
         )
-    pieces: list[str] = []
-    async for message in services.engine.generate(info, submit):
-        if isinstance(message, Done):
-            return convert.completion(completion_id, info.name, "".join(pieces), message)
-        pieces.append(message.text)
-    raise AssertionError("engine stream ended without Done")  # pragma: no cover
+        return StreamingResponse(stream, media_type="text/event-stream", headers=SSE_HEADERS)
+    async with aclosing(engine_messages(services, info, submit)) as messages:
+        async for message in messages:
+            output = outputs[message.index]
+            if isinstance(message, Done):
+                output.finish(message)
+            else:
+                output.feed(message)
+    answer = convert.completion(
+        completion_id, info.name, outputs, reasoning=fmt, logprobs=submit.logprobs
+    )
+    return JSONResponse(answer.model_dump(mode="json"))
 
 
 async def _stream(
-    services: Services, info: ModelInfo, submit: Submit, completion_id: str, include_usage: bool
+    services: Services,
+    info: ModelInfo,
+    submit: Submit,
+    outputs: list[ChoiceOutput],
+    completion_id: str,
+    fmt: ReasoningFormat,
+    *,
+    include_usage: bool,
 ) -> AsyncIterator[str]:
     created = int(time.time())
-    yield convert.sse(convert.chunk(completion_id, info.name, created, role=True, content=""))
+    for output in outputs:
+        yield convert.sse(
+            convert.chunk(completion_id, info.name, created, index=output.index, role=True,
+                          content="")
+        )  # fmt: skip
+    dones: list[Done] = []
     try:
-        async for message in services.engine.generate(info, submit):
+        async for message in engine_messages(services, info, submit):
+            output = outputs[message.index]
             if isinstance(message, Done):
+                event = output.finish(message)
+                dones.append(message)
+            else:
+                event = output.feed(message)
+            if event.visible or event.logprobs:
                 yield convert.sse(
-                    convert.chunk(
-                        completion_id, info.name, created, finish_reason=message.finish_reason
-                    )
-                )
-                if include_usage:
-                    yield convert.sse(
-                        convert.usage_chunk(completion_id, info.name, created, message)
-                    )
-            elif message.text:
+                    convert.event_chunk(completion_id, info.name, created, event,
+                                        reasoning=fmt, logprobs=submit.logprobs)
+                )  # fmt: skip
+            if event.finish_reason is not None:
                 yield convert.sse(
-                    convert.chunk(completion_id, info.name, created, content=message.text)
-                )
+                    convert.chunk(completion_id, info.name, created, index=output.index,
+                                  finish_reason=event.finish_reason)
+                )  # fmt: skip
+        if include_usage:
+            yield convert.sse(convert.usage_chunk(completion_id, info.name, created, dones))
     except ApplianceError as error:
         # Headers are gone already: the error travels as an SSE event, as OpenAI's API does.
         log.warning("stream %s failed: %s", completion_id, error.message)
         yield convert.sse(convert.error_body(error))
     yield convert.SSE_DONE
+
+
+router.include_router(completions.router)
+router.include_router(embeddings.router)

@@ -121,11 +121,13 @@ class LlamaRuntime:
         return list(buffer[:count])
 
     def piece(self, token: int) -> bytes:
+        # Special tokens are rendered as text: DeepSeek's tool-call markers are control tokens,
+        # and the API must see them to parse tool calls (end-of-generation tokens never get here).
         buffer = ctypes.create_string_buffer(64)
-        size = L.llama_token_to_piece(self.vocab, token, buffer, 64, 0, False)
+        size = L.llama_token_to_piece(self.vocab, token, buffer, 64, 0, True)
         if size < 0:
             buffer = ctypes.create_string_buffer(-size)
-            size = L.llama_token_to_piece(self.vocab, token, buffer, -size, 0, False)
+            size = L.llama_token_to_piece(self.vocab, token, buffer, -size, 0, True)
         return buffer.raw[:size]
 
     def is_end_of_generation(self, token: int) -> bool:
