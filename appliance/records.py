@@ -58,6 +58,32 @@ class ModelFormat(StrEnum):
     ONNX = "onnx"
 
 
+class ModelShape(BaseModel):
+    """What the fit planner needs to know about a model's size, read from its file or catalog.
+
+    Sizes in bytes. For `deepseek2` files with MLA (`key_length_mla` set) llama.cpp caches one
+    latent row of `key_length` values per layer and token (deepseek.md 1.4).
+    """
+
+    block_count: int
+    embedding_length: int
+    head_count: int
+    head_count_kv: int
+    key_length: int
+    """Cached K values per KV head and token (head_dim; kv_lora_rank + rope dim with MLA)."""
+    value_length: int
+    key_length_mla: int = 0
+    """Non-zero when the file is in llama.cpp's MLA layout (deepseek2 after April 2025)."""
+    vocab_size: int = 0
+    feed_forward_length: int = 0
+    layer_bytes: list[int] = Field(default_factory=list)
+    """Bytes of each repeating layer's tensors (`blk.N.*`), in order."""
+    input_bytes: int = 0
+    """Token embedding bytes: llama.cpp keeps this table in host memory even when offloading."""
+    output_bytes: int = 0
+    """Everything else (output norm and output matrix), placed with the last layer."""
+
+
 class ModelInfo(BaseModel):
     """A model registered in the store."""
 
@@ -76,6 +102,14 @@ class ModelInfo(BaseModel):
     eos_token: str = ""
     source: str = ""
     imported_at: float = 0.0
+    tensor_types: dict[str, int] = Field(default_factory=dict)
+    """How many weight tensors of each type (`Q4_K`: 193, `F32`: 65): the quantization mix."""
+    special_tokens: list[str] = Field(default_factory=list)
+    """Control and added tokens of the vocabulary (`<｜User｜>`, `<think>`), at most a few hundred."""
+    shape: ModelShape | None = None
+    """Layer and KV dimensions for the fit planner (None for rows imported before they existed)."""
+    catalog_id: str | None = None
+    """The catalog entry this file belongs to, when known (a bundle manifest or a catalog URL)."""
 
 
 class ModelState(StrEnum):
