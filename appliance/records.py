@@ -105,7 +105,7 @@ class ModelInfo(BaseModel):
     tensor_types: dict[str, int] = Field(default_factory=dict)
     """How many weight tensors of each type (`Q4_K`: 193, `F32`: 65): the quantization mix."""
     special_tokens: list[str] = Field(default_factory=list)
-    """Control and added tokens of the vocabulary (`<｜User｜>`, `<think>`), at most a few hundred."""
+    """Control and added tokens of the vocabulary (`<think>`...), a few hundred at most."""
     shape: ModelShape | None = None
     """Layer and KV dimensions for the fit planner (None for rows imported before they existed)."""
     catalog_id: str | None = None

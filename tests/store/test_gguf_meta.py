@@ -117,9 +117,10 @@ def test_layer_and_kv_shape_is_read_for_the_planner(tmp_path, arch):
     shape = meta.shape
     assert shape is not None
     assert (shape.block_count, shape.embedding_length, shape.head_count) == (2, 64, 4)
-    assert sum(shape.layer_bytes) + shape.input_bytes + shape.output_bytes < tmp_path.joinpath(
-        f"{arch}.gguf"
-    ).stat().st_size
+    assert (
+        sum(shape.layer_bytes) + shape.input_bytes + shape.output_bytes
+        < tmp_path.joinpath(f"{arch}.gguf").stat().st_size
+    )
     if arch == "deepseek2":  # MLA: one latent KV head of kv_lora_rank + rope dim
         assert (shape.head_count_kv, shape.key_length, shape.value_length) == (1, 48, 32)
         assert shape.key_length_mla == 32
