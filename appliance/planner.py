@@ -1,4 +1,4 @@
-"""The fit planner: will this model run on this box's devices, and how, with the arithmetic in words.
+"""The fit planner: will a model run on this box's devices, and how; the arithmetic in words.
 
 May import `appliance.records` and the store's catalog types; never the API, engine or UI.
 

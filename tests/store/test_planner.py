@@ -6,8 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from appliance.planner import FitKind, PlanOptions, estimate, kv_bytes_per_token, plan_catalog
-from appliance.planner import plan_model
+from appliance.planner import (
+    FitKind,
+    PlanOptions,
+    estimate,
+    kv_bytes_per_token,
+    plan_catalog,
+    plan_model,
+)
 from appliance.records import Accelerator, DeviceKind, ModelShape
 from appliance.store import ModelStore
 from appliance.store.catalog import load_catalog
@@ -102,8 +108,10 @@ def test_the_planned_context_never_exceeds_the_trained_length(tmp_path: Path):
 
 
 def test_estimate_of_an_mla_file_counts_one_latent_row_per_layer():
-    shape = ModelShape(block_count=61, embedding_length=7168, head_count=128, head_count_kv=1,
-                       key_length=576, value_length=512, key_length_mla=192, vocab_size=129280)  # fmt: skip
+    shape = ModelShape(
+        block_count=61, embedding_length=7168, head_count=128, head_count_kv=1,
+        key_length=576, value_length=512, key_length_mla=192, vocab_size=129280,
+    )  # fmt: skip
     assert estimate(shape, 32768, 1, PlanOptions()).kv == 61 * 576 * 2 * 32768  # 2,196 MiB
 
 
