@@ -112,6 +112,27 @@ class ModelInfo(BaseModel):
     """The catalog entry this file belongs to, when known (a bundle manifest or a catalog URL)."""
 
 
+class ImportableFile(BaseModel):
+    """Something on a mounted medium that `appliance models import` can take."""
+
+    path: str
+    kind: str
+    """`gguf` (a file), `onnx` (a folder) or `bundle` (a tar written by `models export`)."""
+    size_bytes: int
+    detail: str = ""
+    """What was read cheaply: the GGUF split part, the bundle's model name."""
+
+
+class RemovableMount(BaseModel):
+    """A mounted filesystem on a removable block device (USB stick, SD card)."""
+
+    device: str
+    """Block device, e.g. `/dev/sdb1`."""
+    mount_point: str
+    filesystem: str
+    files: list[ImportableFile] = Field(default_factory=list)
+
+
 class ModelState(StrEnum):
     LOADING = "loading"
     READY = "ready"
