@@ -52,9 +52,8 @@ def rows(folder: Path) -> list[dict[str, float | str | int]]:
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         table = rows(Path(tmp))
-    print(
-        "| model | n_ctx | weights MiB plan / llama.cpp | KV MiB | compute MiB | total MiB | error |"
-    )
+    head = ["model", "n_ctx", "weights MiB (plan / llama.cpp)", "KV MiB", "compute MiB"]
+    print("| " + " | ".join([*head, "total MiB", "error"]) + " |")
     print("|---|---|---|---|---|---|---|")
     for row in table:
         cells = []
