@@ -14,12 +14,18 @@ batch token). A margin covers the runtime's own context (CUDA/CANN) and the OS.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import StrEnum
 
-from pydantic import BaseModel, Field
-
-from appliance.records import Accelerator, DeviceKind, ModelInfo, ModelShape
-from appliance.store.catalog import CANN_QUANTS, CatalogEntry, CatalogFile
+from appliance.records import (
+    Accelerator,
+    CatalogVerdict,
+    DeviceFit,
+    DeviceKind,
+    FitKind,
+    FitPlan,
+    ModelInfo,
+    ModelShape,
+)
+from appliance.store.catalog import CANN_QUANTS, CatalogEntry, CatalogFile, load_catalog
 
 MIB = 1024**2
 GIB = 1024**3
@@ -31,45 +37,6 @@ DEVICE_MARGIN_SHARE = 0.05
 # On the host: the OS, the daemon and page cache for the mmapped weights.
 HOST_MARGIN_BYTES = 1 * GIB
 HOST_MARGIN_SHARE = 0.10
-
-
-class FitKind(StrEnum):
-    FITS = "fits"
-    PARTIAL = "partial"
-    CPU_ONLY = "cpu_only"
-    NO_FIT = "does_not_fit"
-
-
-class DeviceFit(BaseModel):
-    """The verdict for one device, with the figures and the reasoning behind it."""
-
-    device_id: str
-    device: str
-    verdict: FitKind
-    gpu_layers: int = 0
-    """Layers offloaded to the device (0 on a CPU)."""
-    context_length: int = 0
-    """The context per slot the plan was made for."""
-    max_context: int = 0
-    """Longest context (one slot) that fits, capped at the model's trained length."""
-    parallel_slots: int = 0
-    """How many slots of `context_length` fit (at most 16)."""
-    needed_bytes: int = 0
-    available_bytes: int = 0
-    arithmetic: list[str] = Field(default_factory=list)
-    """The reasoning, one line per step, in words and numbers."""
-
-
-class FitPlan(BaseModel):
-    model: str
-    quantization: str
-    devices: list[DeviceFit]
-
-    @property
-    def best(self) -> DeviceFit | None:
-        order = [FitKind.FITS, FitKind.PARTIAL, FitKind.CPU_ONLY]
-        ranked = [f for f in self.devices if f.verdict in order]
-        return min(ranked, key=lambda f: order.index(f.verdict), default=None)
 
 
 @dataclass(frozen=True)
@@ -137,6 +104,28 @@ def plan_catalog(
         f"{entry.id}:{file.quantization}", file.quantization, {file.quantization},
         entry.shape(file), entry.context_length, devices, opts,
     )  # fmt: skip
+
+
+def catalog_verdicts(
+    devices: list[Accelerator], opts: PlanOptions = PlanOptions()
+) -> list[CatalogVerdict]:
+    """Every catalog build with its best verdict on `devices`."""
+    rows = []
+    for entry in load_catalog().models:
+        for file in entry.files:
+            fit = plan_catalog(entry, file, devices, opts)
+            best = fit.best
+            rows.append(CatalogVerdict(
+                id=entry.id, name=entry.name, architecture=entry.architecture,
+                quantization=file.quantization, file=file.file, size_bytes=file.size_bytes,
+                size_exact=file.size_exact, parts=file.parts, url=file.url,
+                context_length=entry.context_length, template=entry.template,
+                verdict=best.verdict if best else FitKind.NO_FIT,
+                device_id=best.device_id if best else "", gpu_layers=best.gpu_layers if best else 0,
+                max_context=best.max_context if best else 0,
+                summary=(best or fit.devices[0]).arithmetic[-1] if fit.devices else "no devices",
+            ))  # fmt: skip
+    return rows
 
 
 def plan(

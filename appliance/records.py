@@ -112,6 +112,14 @@ class ModelInfo(BaseModel):
     """The catalog entry this file belongs to, when known (a bundle manifest or a catalog URL)."""
 
 
+class VerifyResult(BaseModel):
+    """The outcome of re-hashing one model's files."""
+
+    name: str
+    ok: bool
+    detail: str
+
+
 class ImportableFile(BaseModel):
     """Something on a mounted medium that `appliance models import` can take."""
 
@@ -131,6 +139,67 @@ class RemovableMount(BaseModel):
     mount_point: str
     filesystem: str
     files: list[ImportableFile] = Field(default_factory=list)
+
+
+class FitKind(StrEnum):
+    FITS = "fits"
+    PARTIAL = "partial"
+    CPU_ONLY = "cpu_only"
+    NO_FIT = "does_not_fit"
+
+
+class DeviceFit(BaseModel):
+    """The verdict for one device, with the figures and the reasoning behind it."""
+
+    device_id: str
+    device: str
+    verdict: FitKind
+    gpu_layers: int = 0
+    """Layers offloaded to the device (0 on a CPU)."""
+    context_length: int = 0
+    """The context per slot the plan was made for."""
+    max_context: int = 0
+    """Longest context (one slot) that fits, capped at the model's trained length."""
+    parallel_slots: int = 0
+    """How many slots of `context_length` fit (at most 16)."""
+    needed_bytes: int = 0
+    available_bytes: int = 0
+    arithmetic: list[str] = Field(default_factory=list)
+    """The reasoning, one line per step, in words and numbers."""
+
+
+class FitPlan(BaseModel):
+    model: str
+    quantization: str
+    devices: list[DeviceFit]
+
+    @property
+    def best(self) -> DeviceFit | None:
+        """The most useful verdict: full offload, then partial, then CPU only."""
+        order = [FitKind.FITS, FitKind.PARTIAL, FitKind.CPU_ONLY]
+        ranked = [f for f in self.devices if f.verdict in order]
+        return min(ranked, key=lambda f: order.index(f.verdict), default=None)
+
+
+class CatalogVerdict(BaseModel):
+    """One catalog build and how it would run on this box (the best device's verdict)."""
+
+    id: str
+    name: str
+    architecture: str
+    quantization: str
+    file: str
+    size_bytes: int
+    size_exact: bool
+    parts: int
+    url: str
+    context_length: int
+    template: str
+    verdict: FitKind
+    device_id: str
+    gpu_layers: int
+    max_context: int
+    summary: str
 
 
 class ModelState(StrEnum):

@@ -37,7 +37,7 @@ from appliance.errors import (
     StorageError,
     UsageError,
 )
-from appliance.records import ModelFormat, ModelInfo, ModelShape
+from appliance.records import ModelFormat, ModelInfo, ModelShape, VerifyResult
 from appliance.store import blobs
 from appliance.store.blobs import Progress
 from appliance.store.db import Database
@@ -58,12 +58,6 @@ class ImportResult(BaseModel):
     model: ModelInfo
     created: bool
     """False when the same file was already registered under this name (nothing changed)."""
-
-
-class VerifyResult(BaseModel):
-    name: str
-    ok: bool
-    detail: str
 
 
 def check_model_name(name: str) -> str:
