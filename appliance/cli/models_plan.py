@@ -52,14 +52,14 @@ def catalog(state: CliState, context: int, parallel: int, as_json: bool) -> None
         echo_json(rows)
         return
     table = Table(box=None, pad_edge=False)
-    for column in ("id", "quant", "size", "verdict", "layers", "max ctx"):
+    for column in ("id", "quant", "size", "verdict", "layers", "ctx"):
         table.add_column(column, no_wrap=True)
     for row in rows:
         size = human_bytes(row.size_bytes) + (f" x{row.parts}" if row.parts > 1 else "")
         verdict = f"[{_STYLE[row.verdict]}]{row.verdict.value}[/] {row.device_id}"
         table.add_row(
             row.id.removeprefix("deepseek-"), row.quantization, size, verdict,
-            str(row.gpu_layers or "-"), f"{row.max_context:,}" if row.max_context else "-",
+            str(row.gpu_layers or "-"), f"{row.max_context // 1024}k" if row.max_context else "-",
         )  # fmt: skip
     stdout_console.print(table)
     stdout_console.print(
