@@ -125,6 +125,32 @@ class ModelFormat(StrEnum):
     ONNX = "onnx"
 
 
+class ModelShape(BaseModel):
+    """What the fit planner needs to know about a model's size, read from its file or catalog.
+
+    Sizes in bytes. For `deepseek2` files with MLA (`key_length_mla` set) llama.cpp caches one
+    latent row of `key_length` values per layer and token (deepseek.md 1.4).
+    """
+
+    block_count: int
+    embedding_length: int
+    head_count: int
+    head_count_kv: int
+    key_length: int
+    """Cached K values per KV head and token (head_dim; kv_lora_rank + rope dim with MLA)."""
+    value_length: int
+    key_length_mla: int = 0
+    """Non-zero when the file is in llama.cpp's MLA layout (deepseek2 after April 2025)."""
+    vocab_size: int = 0
+    feed_forward_length: int = 0
+    layer_bytes: list[int] = Field(default_factory=list)
+    """Bytes of each repeating layer's tensors (`blk.N.*`), in order."""
+    input_bytes: int = 0
+    """Token embedding bytes: llama.cpp keeps this table in host memory even when offloading."""
+    output_bytes: int = 0
+    """Everything else (output norm and output matrix), placed with the last layer."""
+
+
 class ModelInfo(BaseModel):
     """A model registered in the store."""
 
@@ -143,6 +169,104 @@ class ModelInfo(BaseModel):
     eos_token: str = ""
     source: str = ""
     imported_at: float = 0.0
+    tensor_types: dict[str, int] = Field(default_factory=dict)
+    """How many weight tensors of each type (`Q4_K`: 193, `F32`: 65): the quantization mix."""
+    special_tokens: list[str] = Field(default_factory=list)
+    """Control and added tokens of the vocabulary (`<think>`...), a few hundred at most."""
+    shape: ModelShape | None = None
+    """Layer and KV dimensions for the fit planner (None for rows imported before they existed)."""
+    catalog_id: str | None = None
+    """The catalog entry this file belongs to, when known (a bundle manifest or a catalog URL)."""
+
+
+class VerifyResult(BaseModel):
+    """The outcome of re-hashing one model's files."""
+
+    name: str
+    ok: bool
+    detail: str
+
+
+class ImportableFile(BaseModel):
+    """Something on a mounted medium that `appliance models import` can take."""
+
+    path: str
+    kind: str
+    """`gguf` (a file), `onnx` (a folder) or `bundle` (a tar written by `models export`)."""
+    size_bytes: int
+    detail: str = ""
+    """What was read cheaply: the GGUF split part, the bundle's model name."""
+
+
+class RemovableMount(BaseModel):
+    """A mounted filesystem on a removable block device (USB stick, SD card)."""
+
+    device: str
+    """Block device, e.g. `/dev/sdb1`."""
+    mount_point: str
+    filesystem: str
+    files: list[ImportableFile] = Field(default_factory=list)
+
+
+class FitKind(StrEnum):
+    FITS = "fits"
+    PARTIAL = "partial"
+    CPU_ONLY = "cpu_only"
+    NO_FIT = "does_not_fit"
+
+
+class DeviceFit(BaseModel):
+    """The verdict for one device, with the figures and the reasoning behind it."""
+
+    device_id: str
+    device: str
+    verdict: FitKind
+    gpu_layers: int = 0
+    """Layers offloaded to the device (0 on a CPU)."""
+    context_length: int = 0
+    """The context per slot the plan was made for."""
+    max_context: int = 0
+    """Longest context (one slot) that fits, capped at the model's trained length."""
+    parallel_slots: int = 0
+    """How many slots of `context_length` fit (at most 16)."""
+    needed_bytes: int = 0
+    available_bytes: int = 0
+    arithmetic: list[str] = Field(default_factory=list)
+    """The reasoning, one line per step, in words and numbers."""
+
+
+class FitPlan(BaseModel):
+    model: str
+    quantization: str
+    devices: list[DeviceFit]
+
+    @property
+    def best(self) -> DeviceFit | None:
+        """The most useful verdict: full offload, then partial, then CPU only."""
+        order = [FitKind.FITS, FitKind.PARTIAL, FitKind.CPU_ONLY]
+        ranked = [f for f in self.devices if f.verdict in order]
+        return min(ranked, key=lambda f: order.index(f.verdict), default=None)
+
+
+class CatalogVerdict(BaseModel):
+    """One catalog build and how it would run on this box (the best device's verdict)."""
+
+    id: str
+    name: str
+    architecture: str
+    quantization: str
+    file: str
+    size_bytes: int
+    size_exact: bool
+    parts: int
+    url: str
+    context_length: int
+    template: str
+    verdict: FitKind
+    device_id: str
+    gpu_layers: int
+    max_context: int
+    summary: str
 
 
 class ModelState(StrEnum):

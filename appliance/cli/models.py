@@ -1,4 +1,8 @@
-"""`appliance models list|show|import|rm|load`: through the daemon when it runs, else directly."""
+"""`appliance models list|show|import|verify|export|rm|load|catalog|fit|media`.
+
+Each goes through the daemon's admin socket when it runs, else acts on the store directly
+(except `load`, which needs the daemon). `--json` prints data for scripts on stdout.
+"""
 
 from __future__ import annotations
 
@@ -81,12 +85,20 @@ def show(state: CliState, name: str, as_json: bool) -> None:
 
 
 @models.command("import")
-@click.argument("source", type=click.Path(path_type=Path))
+@click.argument("source")
 @click.option("--name", help="Name to register it under (default: from the file name).")
+@click.option("--sha256", help="Expected sha256 of the file; a mismatch imports nothing.")
 @json_option
 @pass_state
-def import_model(state: CliState, source: Path, name: str | None, as_json: bool) -> None:
-    """Import a GGUF model file into the store (copied, checksummed, registered)."""
+def import_model(
+    state: CliState, source: str, name: str | None, sha256: str | None, as_json: bool
+) -> None:
+    """Import SOURCE: a GGUF file, an ONNX model folder, a bundle (.tar) or an http(s) URL.
+
+    Copies are checksummed and registered atomically; an interrupted URL download resumes
+    when the same URL is imported again.
+    """
+    is_url = source.startswith(("http://", "https://"))
     with _progress_bar(as_json) as (progress, task):
 
         def show(completed: int, total: int) -> None:
@@ -95,11 +107,20 @@ def import_model(state: CliState, source: Path, name: str | None, as_json: bool)
         with daemon_or_none(state.config) as client:
             if client:
                 result = client.import_model(
-                    source, name, on_progress=lambda p: show(p.completed_bytes, p.total_bytes)
-                )
+                    source, name, sha256=sha256,
+                    on_progress=lambda p: show(p.completed_bytes, p.total_bytes),
+                )  # fmt: skip
                 model, created = result.model, result.created
+            elif is_url:
+                from appliance.store.download import import_url
+
+                outcome = import_url(_store(state), source, name, sha256=sha256, progress=show)
+                model, created = outcome.model, outcome.created
             else:
-                outcome = _store(state).import_file(source, name, source=str(source), progress=show)
+                outcome = _store(state).import_path(
+                    Path(source), name, source=str(Path(source).absolute()), progress=show,
+                    sha256=sha256,
+                )  # fmt: skip
                 model, created = outcome.model, outcome.created
     assert model is not None
     if as_json:
@@ -127,6 +148,47 @@ class _progress_bar:
 
     def __exit__(self, *_: object) -> None:
         self.progress.stop()
+
+
+@models.command("verify")
+@click.argument("name", required=False)
+@json_option
+@pass_state
+def verify(state: CliState, name: str | None, as_json: bool) -> None:
+    """Re-hash one model's files (or every model's) and report damage; exit 1 if any."""
+    with daemon_or_none(state.config) as client:
+        results = client.verify_models(name) if client else _store(state).verify(name)
+    if as_json:
+        echo_json(results)
+    else:
+        for result in results:
+            stdout_console.print(f"{'ok     ' if result.ok else 'DAMAGED'} {result.name}: "
+                                 f"{result.detail}")  # fmt: skip
+        if not results:
+            stdout_console.print("no models installed")
+    if not all(result.ok for result in results):
+        raise SystemExit(1)
+
+
+@models.command("export")
+@click.argument("name")
+@click.option("-o", "--output", "output", required=True, type=click.Path(path_type=Path),
+              help="Bundle file to write (a .tar another appliance can import).")  # fmt: skip
+@json_option
+@pass_state
+def export(state: CliState, name: str, output: Path, as_json: bool) -> None:
+    """Write a model as one bundle (tar + manifest with checksums) for another box."""
+    with daemon_or_none(state.config) as client:
+        if client:
+            path = Path(client.export_model(name, output).path)
+        else:
+            from appliance.store.bundle import export_bundle
+
+            path = export_bundle(_store(state), name, output)
+    if as_json:
+        echo_json({"name": name, "path": str(path), "size_bytes": path.stat().st_size})
+    else:
+        stdout_console.print(f"exported {name} to {path} ({human_bytes(path.stat().st_size)})")
 
 
 @models.command("rm")
@@ -162,5 +224,10 @@ def load(state: CliState, name: str, as_json: bool) -> None:
             f"{name} {loaded.state} on {loaded.device_id} in {loaded.load_seconds} s"
         )
 
+
+from appliance.cli.models_plan import catalog, fit, media  # noqa: E402  (registers commands)
+
+for _command in (catalog, fit, media):
+    models.add_command(_command)
 
 __all__ = ["ImportProgress", "ModelInfo", "models"]

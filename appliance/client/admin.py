@@ -18,17 +18,23 @@ from appliance import errors
 from appliance.api.admin.protocol import (
     ApiKeyPublic,
     DaemonStatus,
+    Exported,
     ImportProgress,
     KeyCreated,
     ModelRemoved,
 )
 from appliance.records import (
     Accelerator,
+    CatalogVerdict,
     DeviceTelemetry,
+    FitPlan,
+    ImportableFile,
     LoadedModel,
     ModelInfo,
     Placement,
+    RemovableMount,
     RuntimeReport,
+    VerifyResult,
 )
 
 # Requests that only read state answer fast; loads and imports can take minutes.
@@ -137,17 +143,25 @@ class AdminClient:
 
     def import_model(
         self,
-        path: Path,
+        path: Path | str,
         name: str | None = None,
         on_progress: Callable[[ImportProgress], None] | None = None,
+        *,
+        sha256: str | None = None,
     ) -> ImportProgress:
-        """Import through the daemon; returns the final `done` line or raises its error."""
+        """Import a path or http(s) URL through the daemon; returns the final `done` line."""
         final: ImportProgress | None = None
+        text = str(path)
+        source = (
+            {"url": text}
+            if text.startswith(("http://", "https://"))
+            else {"path": str(Path(path).absolute())}
+        )
         for line in self._stream_lines(
-            "/admin/models/import", {"path": str(path.absolute()), "name": name}
+            "/admin/models/import", {**source, "name": name, "sha256": sha256}
         ):
             final = ImportProgress.model_validate(line)
-            if final.status == "copying" and on_progress:
+            if final.status in ("copying", "downloading") and on_progress:
                 on_progress(final)
         if final is None:
             raise errors.ApplianceError("the daemon ended the import without a result")
@@ -170,6 +184,33 @@ class AdminClient:
     def model_stats(self, name: str) -> dict[str, Any]:
         """The engine's live counters for a loaded model (slots, queue, prefix-cache hits)."""
         return dict(self._call("GET", f"/admin/models/{name}/stats"))
+
+    def verify_models(self, name: str | None = None) -> list[VerifyResult]:
+        found = self._call("POST", "/admin/models/verify", json={"name": name})
+        return TypeAdapter(list[VerifyResult]).validate_python(found)
+
+    def export_model(self, name: str, path: Path) -> Exported:
+        body = {"path": str(path.absolute())}
+        return Exported.model_validate(
+            self._call("POST", f"/admin/models/{name}/export", json=body)
+        )
+
+    def fit_model(self, name: str, context: int = 4096, parallel: int = 1) -> FitPlan:
+        params = {"context": context, "parallel": parallel}
+        return FitPlan.model_validate(self._call("GET", f"/admin/models/{name}/fit", params=params))
+
+    def catalog(self, context: int = 4096, parallel: int = 1) -> list[CatalogVerdict]:
+        found = self._call(
+            "GET", "/admin/catalog", params={"context": context, "parallel": parallel}
+        )
+        return TypeAdapter(list[CatalogVerdict]).validate_python(found)
+
+    def media(self) -> list[RemovableMount]:
+        return TypeAdapter(list[RemovableMount]).validate_python(self._call("GET", "/admin/media"))
+
+    def media_files(self, path: Path) -> list[ImportableFile]:
+        found = self._call("GET", "/admin/media/files", params={"path": str(path)})
+        return TypeAdapter(list[ImportableFile]).validate_python(found)
 
     def keys(self) -> list[ApiKeyPublic]:
         return TypeAdapter(list[ApiKeyPublic]).validate_python(self._call("GET", "/admin/keys"))

@@ -60,6 +60,14 @@ MIGRATIONS: list[tuple[str, ...]] = [
         )
         """,
     ),
+    (
+        # Issue 4: the quantization mix, special tokens, the planner's shape (JSON) and the
+        # catalog entry a file belongs to. NULL in rows imported before: read lazily.
+        "ALTER TABLE models ADD COLUMN tensor_types TEXT",
+        "ALTER TABLE models ADD COLUMN special_tokens TEXT",
+        "ALTER TABLE models ADD COLUMN shape TEXT",
+        "ALTER TABLE models ADD COLUMN catalog_id TEXT",
+    ),
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import collections
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from appliance.errors import ModelFormatError, NotFound, UsageError
+from appliance.records import ModelShape
 
 GGUF_MAGIC = b"GGUF"
 HEADER = struct.Struct("<4sIQQ")  # magic, version, tensor count, metadata key/value count
@@ -26,6 +27,19 @@ SUPPORTED_VERSIONS = (2, 3)
 # under a hundred metadata keys; a count beyond this is corruption or a hostile file.
 MAX_COUNT = 1_000_000
 
+# Architectures llama.cpp (as vendored by llama-cpp-python 0.3.x) can run that an appliance
+# would be offered; anything else is refused at import with a clear line rather than at load.
+KNOWN_ARCHITECTURES = frozenset(
+    {
+        "llama", "qwen2", "qwen2moe", "qwen3", "qwen3moe", "deepseek", "deepseek2", "mistral3",
+        "gemma", "gemma2", "gemma3", "phi2", "phi3", "starcoder2", "granite", "glm4", "olmo2",
+        "command-r", "internlm2", "minicpm", "exaone", "smollm3", "gpt-oss",
+    }
+)  # fmt: skip
+# A vocabulary has at most a few hundred special tokens (Llama 3: 256 reserved); cap the list.
+MAX_SPECIAL_TOKENS = 512
+_SPECIAL_TOKEN_TYPES = (3, 4)  # gguf TokenType CONTROL, USER_DEFINED
+
 # What the first bytes say when a file is not GGUF, for an error a person can act on.
 _KNOWN_STARTS = [
     (b"PK\x03\x04", "a zip archive; unpack it and import the .gguf inside"),
@@ -33,7 +47,7 @@ _KNOWN_STARTS = [
     (b"lmgg", "an old GGML file; convert it to GGUF with llama.cpp"),
     (b"fmgg", "an old GGMF file; convert it to GGUF with llama.cpp"),
     (b"tjgg", "an old GGJT file; convert it to GGUF with llama.cpp"),
-    (b"\x08", "perhaps an ONNX protobuf; ONNX models are imported as a directory (not yet)"),
+    (b"\x08", "perhaps an ONNX protobuf; import the folder that holds it (with genai_config.json)"),
     (b"<", "perhaps an HTML or XML page, such as a failed download"),
     (b"{", "perhaps a JSON file"),
 ]
@@ -41,7 +55,7 @@ _KNOWN_STARTS = [
 
 @dataclass(frozen=True)
 class GGUFMetadata:
-    """What the store records about a GGUF model, read from its header."""
+    """What the store records about a model, read from its GGUF header (or ONNX directory)."""
 
     architecture: str
     """`general.architecture`, e.g. `llama`, `qwen2`, `deepseek2`."""
@@ -59,6 +73,13 @@ class GGUFMetadata:
     eos_token: str
     split_count: int = 1
     """`split.count`: how many files a split GGUF (`-00001-of-00009.gguf`) spans."""
+    tensor_types: dict[str, int] = field(default_factory=dict)
+    special_tokens: list[str] = field(default_factory=list)
+    shape: ModelShape | None = None
+
+
+ModelMetadata = GGUFMetadata
+"""The same record for every format (the ONNX reader fills it too)."""
 
 
 def read_gguf_metadata(path: Path) -> GGUFMetadata:
@@ -71,11 +92,19 @@ def read_gguf_metadata(path: Path) -> GGUFMetadata:
     size = check_gguf_header(path)
     reader = _open_reader(path, size)
     try:
-        return _extract(reader)
+        meta = _extract(reader)
     except ModelFormatError:
         raise
     except Exception as exc:  # a field of an unexpected type, say: the file is at fault
         raise ModelFormatError(f"{path}: unreadable GGUF metadata ({exc})") from None
+    if not meta.architecture:
+        raise ModelFormatError(f"{path}: the GGUF file names no architecture")
+    if meta.architecture not in KNOWN_ARCHITECTURES:
+        raise ModelFormatError(
+            f"{path}: unknown architecture {meta.architecture!r}; this appliance's llama.cpp "
+            f"runs {', '.join(sorted(KNOWN_ARCHITECTURES))}"
+        )
+    return meta
 
 
 def check_gguf_header(path: Path) -> int:
@@ -192,6 +221,68 @@ def _extract(reader: Any) -> GGUFMetadata:
         bos_token=token_text("tokenizer.ggml.bos_token_id"),
         eos_token=token_text("tokenizer.ggml.eos_token_id"),
         split_count=int(split_count) if isinstance(split_count, int) and split_count > 0 else 1,
+        tensor_types=dict(
+            collections.Counter(t.tensor_type.name for t in reader.tensors).most_common()
+        ),
+        special_tokens=_special_tokens(fields),
+        shape=_shape(architecture, value, reader.tensors),
+    )
+
+
+def _special_tokens(fields: Any) -> list[str]:
+    tokens, types = fields.get("tokenizer.ggml.tokens"), fields.get("tokenizer.ggml.token_type")
+    if tokens is None or types is None:
+        return []
+    import numpy as np
+
+    # token_type is one array part per token: gather them without building 150k Python ints.
+    kinds = np.array([types.parts[i][0] for i in types.data], dtype=np.int64)
+    wanted = np.flatnonzero(np.isin(kinds, _SPECIAL_TOKEN_TYPES))[:MAX_SPECIAL_TOKENS]
+    return [str(tokens.contents(int(i))) for i in wanted if int(i) < len(tokens.data)]
+
+
+def _shape(architecture: str, value: Any, tensors: list[Any]) -> ModelShape | None:
+    """Layer and KV dimensions as llama.cpp derives them (src/llama-model.cpp defaults)."""
+
+    def number(key: str, default: int = 0) -> int:
+        found = value(f"{architecture}.{key}")
+        return int(found) if isinstance(found, int) else default
+
+    blocks, embd, heads = number("block_count"), number("embedding_length"), 0
+    head_counts = value(f"{architecture}.attention.head_count")
+    heads = max(head_counts) if isinstance(head_counts, list) and head_counts else 0
+    heads = heads or number("attention.head_count")
+    if not (blocks and embd and heads):
+        return None
+    kv_heads = number("attention.head_count_kv", heads)
+    head_dim = embd // heads
+    layer_bytes = [0] * blocks
+    input_bytes = output_bytes = 0
+    for tensor in tensors:
+        name, size = str(tensor.name), int(tensor.n_bytes)
+        if name.startswith("blk."):
+            index = name.split(".", 2)[1]
+            if index.isdigit() and int(index) < blocks:
+                layer_bytes[int(index)] += size
+                continue
+        if name.startswith("token_embd."):
+            input_bytes += size
+        else:
+            output_bytes += size
+    vocab = value("tokenizer.ggml.tokens")
+    return ModelShape(
+        block_count=blocks,
+        embedding_length=embd,
+        head_count=heads,
+        head_count_kv=kv_heads,
+        key_length=number("attention.key_length", head_dim),
+        value_length=number("attention.value_length", head_dim),
+        key_length_mla=number("attention.key_length_mla"),
+        vocab_size=number("vocab_size") or (len(vocab) if isinstance(vocab, list) else 0),
+        feed_forward_length=number("feed_forward_length"),
+        layer_bytes=layer_bytes,
+        input_bytes=input_bytes,
+        output_bytes=output_bytes,
     )
 
 

@@ -3,11 +3,12 @@
 Imports only `appliance.records`, `appliance.errors` and the store's own modules; the API, CLI and
 engine manager are its clients, never the other way round.
 
-Files are content-addressed (`models/blobs/sha256-<hex>.gguf`): a file imported under two names
-is stored once, and `verify` can re-hash against the name. An import copies into a temp file in
-the models dir (same filesystem, so the final rename is atomic), fsyncs, renames, and only then
-inserts the row; a failure at any step leaves neither a temp file nor a row behind. Later import
-paths (URL download, USB, bundles) should end in `_store_blob` + `_register` the same way.
+Blobs are content-addressed (`models/blobs/sha256-<hex>.gguf`, or a `.onnx` folder): bytes
+imported under two names are stored once, and `verify` can re-hash against the name. Every
+import path (local file or folder, URL download, bundle) ends the same way: the bytes sit
+complete and fsynced in a temp path inside `models/` (same filesystem, so the rename is atomic),
+`_commit` renames them to the blob path, and only then `_register` inserts the row. A failure at
+any step leaves neither a temp file nor a row behind.
 """
 
 from __future__ import annotations
@@ -15,15 +16,15 @@ from __future__ import annotations
 import builtins
 import contextlib
 import errno
-import hashlib
+import json
 import logging
 import os
 import re
 import secrets
 import shutil
 import sqlite3
+import tarfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from pydantic import BaseModel
@@ -36,34 +37,27 @@ from appliance.errors import (
     StorageError,
     UsageError,
 )
-from appliance.records import ModelFormat, ModelInfo
+from appliance.records import ModelFormat, ModelInfo, ModelShape, VerifyResult
+from appliance.store import blobs
+from appliance.store.blobs import Progress
 from appliance.store.db import Database
-from appliance.store.gguf_meta import GGUFMetadata, read_gguf_metadata
+from appliance.store.gguf_meta import ModelMetadata, read_gguf_metadata
 
 log = logging.getLogger(__name__)
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
-CHUNK_BYTES = 8 * 1024 * 1024
-GIB = 1024**3
 # Room left over after an import, so the database and the journal can still be written.
 FREE_SPACE_MARGIN_BYTES = 64 * 1024 * 1024
 PARTIAL_PREFIX = ".import-"
 PARTIAL_SUFFIX = ".partial"
 
-Progress = Callable[[int, int], None]
-"""Called as progress(bytes_done, bytes_total) while a file is copied or hashed."""
+__all__ = ["ImportResult", "ModelStore", "Progress", "VerifyResult"]
 
 
 class ImportResult(BaseModel):
     model: ModelInfo
     created: bool
     """False when the same file was already registered under this name (nothing changed)."""
-
-
-class VerifyResult(BaseModel):
-    name: str
-    ok: bool
-    detail: str
 
 
 def check_model_name(name: str) -> str:
@@ -75,12 +69,12 @@ def check_model_name(name: str) -> str:
     return name
 
 
-def default_model_name(src: Path) -> str:
+def default_model_name(src: Path | str) -> str:
     """`SmolLM2-135M-Instruct.Q4_1.gguf` -> `smollm2-135m-instruct.q4_1`."""
-    stem = src.name.lower().removesuffix(".gguf")
+    stem = Path(str(src)).name.lower().removesuffix(".gguf").removesuffix(".tar")
     name = re.sub(r"[^a-z0-9._:-]+", "-", stem).lstrip("._:-").rstrip("._:-")[:128]
     if not name:
-        raise UsageError(f"cannot make a model name from the file name {src.name!r}; give one")
+        raise UsageError(f"cannot make a model name from {str(src)!r}; give one with --name")
     return name
 
 
@@ -124,6 +118,27 @@ class ModelStore:
 
     # -- importing -------------------------------------------------------------------------
 
+    def import_path(
+        self,
+        src: Path,
+        name: str | None = None,
+        *,
+        source: str = "",
+        progress: Progress | None = None,
+        sha256: str | None = None,
+    ) -> ImportResult:
+        """Import whatever `src` is: a GGUF file, an ONNX model folder or a bundle (.tar)."""
+        src = Path(src)
+        if src.is_dir():
+            from appliance.store.onnx_meta import import_onnx_dir
+
+            return import_onnx_dir(self, src, name, source=source, progress=progress)
+        if src.is_file() and _is_tar(src):
+            from appliance.store.bundle import import_bundle
+
+            return import_bundle(self, src, name, progress=progress)
+        return self.import_file(src, name, source=source, progress=progress, sha256=sha256)
+
     def import_file(
         self,
         src: Path,
@@ -131,78 +146,92 @@ class ModelStore:
         *,
         source: str = "",
         progress: Progress | None = None,
+        sha256: str | None = None,
+        catalog_id: str | None = None,
     ) -> ImportResult:
         """Copy a GGUF file into the store and register it as `name` (default: from the file name).
 
         The header is checked before anything is copied. Importing the same file under the same
         name again changes nothing (`created=False`); a different file under a taken name is a
-        Conflict. `source` records where the file came from (shown to administrators).
+        Conflict. `sha256`, when given, must match the file's. `source` records its origin.
         """
         src = Path(src)
-        if src.is_dir():
-            raise UsageError(
-                f"{src} is a directory; give a .gguf file (importing ONNX model directories "
-                "is not supported yet)"
-            )
         if not src.exists():
             raise NotFound(f"model file {src} does not exist")
         name = check_model_name(name) if name is not None else default_model_name(src)
-        meta = read_gguf_metadata(src)
-        if meta.split_count > 1:
-            raise ModelFormatError(
-                f"{src} is one part of a model split into {meta.split_count} files; split "
-                "models are not supported yet (merge them with `llama-gguf-split --merge`)"
-            )
+        meta = self._check_gguf(src)
         total = src.stat().st_size
-        with self._db.read() as conn:
-            taken = conn.execute("SELECT size_bytes FROM models WHERE name = ?", (name,)).fetchone()
-        if taken is not None and taken["size_bytes"] != total:
-            raise _conflict(name)  # a different size is a different file: no need to hash
-        digest, created_blob = self._store_blob(src, total, progress)
-        try:
-            return self._register(name, digest, total, meta, source or str(src.absolute()))
-        except BaseException:
-            if created_blob:
-                self._drop_blob_if_unreferenced(digest)
-            raise
-
-    def _store_blob(self, src: Path, total: int, progress: Progress | None) -> tuple[str, bool]:
-        """Put the file's bytes at its blob path; return (sha256, whether the blob is new)."""
+        self._refuse_taken_size(name, total)
         free = shutil.disk_usage(self.models_dir).free
         if free < total + FREE_SPACE_MARGIN_BYTES:
             # No room for a copy; but if these very bytes are already stored, none is needed.
-            digest = _hash_file(src, total, progress)
-            if self._blob_path(digest).exists():
-                return digest, False
-            raise _disk_full(src, self.models_dir, total, free)
-        partial = self.models_dir / f"{PARTIAL_PREFIX}{os.getpid()}-{secrets.token_hex(6)}"
-        partial = partial.with_name(partial.name + PARTIAL_SUFFIX)
+            digest = blobs.hash_file(src, total, progress)
+            if self.blob_path(digest, ModelFormat.GGUF).exists():
+                return self._register_checked(
+                    name, digest, total, meta, source or str(src), sha256, ModelFormat.GGUF,
+                    catalog_id, created_blob=False,
+                )  # fmt: skip
+            raise blobs.disk_full(str(src), self.models_dir, total, free)
+        partial = self.new_partial()
         try:
-            digest = _copy_hashing(src, partial, total, progress)
-            blob = self._blob_path(digest)
-            if blob.exists():
-                return digest, False
-            partial.chmod(0o444)  # blobs are immutable; a stray write should fail loudly
-            os.replace(partial, blob)
-            _fsync_dir(self.blobs_dir)
-            return digest, True
+            digest = blobs.copy_hashing(src, partial, total, progress)
+            return self.commit_and_register(
+                partial, name, digest, total, meta, source=source or str(src.absolute()),
+                expected_sha256=sha256, catalog_id=catalog_id,
+            )  # fmt: skip
         except OSError as exc:
-            with contextlib.suppress(OSError):
-                partial.unlink(missing_ok=True)
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                free = shutil.disk_usage(self.models_dir).free
-                raise _disk_full(src, self.models_dir, total, free) from None
-            raise StorageError(
-                f"could not import {src} into {self.models_dir}: {exc.strerror or exc}"
-            ) from None
+            raise self._storage_error(exc, str(src), total) from None
         finally:
-            with contextlib.suppress(OSError):
-                partial.unlink(missing_ok=True)
+            blobs.remove_tree(partial)
+
+    def commit_and_register(
+        self,
+        partial: Path,
+        name: str,
+        digest: str,
+        size: int,
+        meta: ModelMetadata,
+        *,
+        source: str,
+        fmt: ModelFormat = ModelFormat.GGUF,
+        expected_sha256: str | None = None,
+        catalog_id: str | None = None,
+    ) -> ImportResult:
+        """Move a complete, fsynced temp file or folder inside `models/` to its blob; register it.
+
+        Used by every import path. The temp path is consumed (or left for the caller to delete
+        when this raises).
+        """
+        _check_digest(digest, expected_sha256, source)
+        blob = self.blob_path(digest, fmt)
+        created_blob = False
+        if not blob.exists():
+            blobs.seal(partial)
+            os.replace(partial, blob)
+            blobs.fsync_dir(self.blobs_dir)
+            created_blob = True
+        return self._register_checked(
+            name, digest, size, meta, source, None, fmt, catalog_id, created_blob=created_blob
+        )
+
+    def _register_checked(
+        self, name: str, digest: str, size: int, meta: ModelMetadata, source: str,
+        expected: str | None, fmt: ModelFormat, catalog_id: str | None, *, created_blob: bool,
+    ) -> ImportResult:  # fmt: skip
+        _check_digest(digest, expected, source)
+        try:
+            return self._register(name, digest, size, meta, source, fmt, catalog_id)
+        except BaseException:
+            if created_blob:
+                with self._db.write() as conn:
+                    self._unlink_if_unreferenced(conn, digest, self.blob_path(digest, fmt))
+            raise
 
     def _register(
-        self, name: str, digest: str, size: int, meta: GGUFMetadata, source: str
-    ) -> ImportResult:
-        blob = self._blob_path(digest)
+        self, name: str, digest: str, size: int, meta: ModelMetadata, source: str,
+        fmt: ModelFormat, catalog_id: str | None,
+    ) -> ImportResult:  # fmt: skip
+        blob = self.blob_path(digest, fmt)
         with self._db.write() as conn:
             row = conn.execute("SELECT * FROM models WHERE name = ?", (name,)).fetchone()
             if row is not None:
@@ -212,19 +241,55 @@ class ModelStore:
             # Checked under the write lock: a concurrent `remove` deletes blobs under it too.
             if not blob.exists():
                 raise StorageError(f"{blob} vanished during the import; import again")
+            shape = meta.shape.model_dump_json() if meta.shape else None
             conn.execute(
                 "INSERT INTO models (name, format, path, sha256, size_bytes, architecture,"
                 " parameter_count, quantization, context_length, chat_template, bos_token,"
-                " eos_token, source, imported_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                " eos_token, source, imported_at, tensor_types, special_tokens, shape,"
+                " catalog_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
-                    name, ModelFormat.GGUF.value, str(blob.relative_to(self.models_dir)),
-                    digest, size, meta.architecture, meta.parameter_count, meta.quantization,
+                    name, fmt.value, str(blob.relative_to(self.models_dir)), digest, size,
+                    meta.architecture, meta.parameter_count, meta.quantization,
                     meta.context_length, meta.chat_template, meta.bos_token, meta.eos_token,
-                    source, time.time(),
+                    source, time.time(), json.dumps(meta.tensor_types),
+                    json.dumps(meta.special_tokens, ensure_ascii=False), shape, catalog_id,
                 ),
             )  # fmt: skip
             row = conn.execute("SELECT * FROM models WHERE name = ?", (name,)).fetchone()
         return ImportResult(model=self._info(row), created=True)
+
+    def new_partial(self, tag: str = "") -> Path:
+        """A fresh temp path in `models/`, removed at start if its process died."""
+        token = f"{os.getpid()}-{secrets.token_hex(6)}{tag}"
+        return self.models_dir / f"{PARTIAL_PREFIX}{token}{PARTIAL_SUFFIX}"
+
+    def check_room(self, what: str, total: int) -> None:
+        free = shutil.disk_usage(self.models_dir).free
+        if free < total + FREE_SPACE_MARGIN_BYTES:
+            raise blobs.disk_full(what, self.models_dir, total, free)
+
+    def _check_gguf(self, src: Path) -> ModelMetadata:
+        meta = read_gguf_metadata(src)
+        if meta.split_count > 1:
+            raise ModelFormatError(
+                f"{src} is one part of a model split into {meta.split_count} files; split "
+                "models are not supported yet (merge them with `llama-gguf-split --merge`)"
+            )
+        return meta
+
+    def _refuse_taken_size(self, name: str, total: int) -> None:
+        with self._db.read() as conn:
+            taken = conn.execute("SELECT size_bytes FROM models WHERE name = ?", (name,)).fetchone()
+        if taken is not None and taken["size_bytes"] != total:
+            raise _conflict(name)  # a different size is a different file: no need to hash
+
+    def _storage_error(self, exc: OSError, what: str, total: int) -> StorageError:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            free = shutil.disk_usage(self.models_dir).free
+            return blobs.disk_full(what, self.models_dir, total, free)
+        return StorageError(
+            f"could not import {what} into {self.models_dir}: {exc.strerror or exc}"
+        )
 
     # -- removing and verifying ------------------------------------------------------------
 
@@ -246,12 +311,15 @@ class ModelStore:
 
     # -- helpers ---------------------------------------------------------------------------
 
-    def _blob_path(self, digest: str) -> Path:
-        return self.blobs_dir / f"sha256-{digest}.gguf"
+    def blob_path(self, digest: str, fmt: ModelFormat = ModelFormat.GGUF) -> Path:
+        return self.blobs_dir / f"sha256-{digest}.{fmt.value}"
 
     def _info(self, row: sqlite3.Row) -> ModelInfo:
         data = dict(row)
         data["path"] = str(self.models_dir / data["path"])
+        data["tensor_types"] = json.loads(data["tensor_types"] or "{}")
+        data["special_tokens"] = json.loads(data["special_tokens"] or "[]")
+        data["shape"] = ModelShape.model_validate_json(data["shape"]) if data["shape"] else None
         return ModelInfo(**data)
 
     def _not_found(self, name: str) -> ModelNotFound:
@@ -263,40 +331,41 @@ class ModelStore:
             )
         return ModelNotFound(f"model '{name}' is not installed; installed: {', '.join(names)}")
 
-    def _drop_blob_if_unreferenced(self, digest: str) -> None:
-        with self._db.write() as conn:
-            self._unlink_if_unreferenced(conn, digest, self._blob_path(digest))
-
     @staticmethod
     def _unlink_if_unreferenced(conn: sqlite3.Connection, digest: str, path: Path) -> None:
         # Runs inside the caller's write transaction, so no import can register this blob
         # between the count and the unlink (see the existence check in `_register`).
         refs = conn.execute("SELECT COUNT(*) FROM models WHERE sha256 = ?", (digest,)).fetchone()
         if refs[0] == 0:
-            try:
-                path.unlink(missing_ok=True)
-            except OSError as exc:
-                log.warning("could not delete the unused model file %s: %s", path, exc)
+            blobs.remove_tree(path)
+            if path.exists():
+                log.warning("could not delete the unused model file %s", path)
 
     def _remove_stale_partials(self) -> None:
         """Delete temp files left by imports whose process died (kill -9, power cut)."""
         for partial in self.models_dir.glob(f"{PARTIAL_PREFIX}*{PARTIAL_SUFFIX}"):
             pid_text = partial.name.removeprefix(PARTIAL_PREFIX).split("-", 1)[0]
             if pid_text.isdigit() and not _process_alive(int(pid_text)):
-                with contextlib.suppress(OSError):
-                    partial.unlink()
+                blobs.remove_tree(partial)
 
 
 def _verify_one(model: ModelInfo, hashed: dict[str, str]) -> VerifyResult:
     path = Path(model.path)
-    if not path.is_file():
+    if not path.exists():
         return VerifyResult(name=model.name, ok=False, detail=f"missing: {path}")
-    size = path.stat().st_size
+    if path.is_dir():
+        try:
+            digest, _files, size = blobs.hash_folder(path)
+        except (OSError, UsageError) as exc:
+            return VerifyResult(name=model.name, ok=False, detail=f"{path} is damaged: {exc}")
+        hashed[model.path] = digest
+    else:
+        size = path.stat().st_size
     if size != model.size_bytes:
         detail = f"size {size:,} bytes, expected {model.size_bytes:,}: {path} is damaged"
         return VerifyResult(name=model.name, ok=False, detail=detail)
     if model.path not in hashed:
-        hashed[model.path] = _hash_file(path, size, None)
+        hashed[model.path] = blobs.hash_file(path, size, None)
     if hashed[model.path] == model.sha256:
         return VerifyResult(name=model.name, ok=True, detail="sha256 matches")
     detail = (
@@ -306,44 +375,20 @@ def _verify_one(model: ModelInfo, hashed: dict[str, str]) -> VerifyResult:
     return VerifyResult(name=model.name, ok=False, detail=detail)
 
 
-def _copy_hashing(src: Path, dest: Path, total: int, progress: Progress | None) -> str:
-    digest = hashlib.sha256()
-    buffer = bytearray(CHUNK_BYTES)
-    view = memoryview(buffer)
-    copied = 0
-    with src.open("rb") as reader, dest.open("xb") as writer:
-        while count := reader.readinto(buffer):
-            digest.update(view[:count])
-            writer.write(view[:count])
-            copied += count
-            if progress is not None:
-                progress(copied, total)
-        writer.flush()
-        os.fsync(writer.fileno())  # the bytes are on disk before the rename makes them count
-    if copied != total:
-        raise UsageError(f"{src} changed size while it was imported ({copied:,} of {total:,})")
-    return digest.hexdigest()
+def _check_digest(digest: str, expected: str | None, source: str) -> None:
+    if expected and digest != expected.lower():
+        raise ModelFormatError(
+            f"{source}: sha256 {digest} does not match the expected {expected.lower()}; the "
+            "file is damaged or not the one you meant, so nothing was imported"
+        )
 
 
-def _hash_file(path: Path, total: int, progress: Progress | None) -> str:
-    digest = hashlib.sha256()
-    done = 0
-    with path.open("rb") as reader:
-        while chunk := reader.read(CHUNK_BYTES):
-            digest.update(chunk)
-            done += len(chunk)
-            if progress is not None:
-                progress(done, total)
-    return digest.hexdigest()
-
-
-def _fsync_dir(path: Path) -> None:
-    """Make a rename in `path` durable (POSIX: the directory entry needs its own fsync)."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+def _is_tar(path: Path) -> bool:
+    if path.suffix == ".gguf":
+        return False
+    with contextlib.suppress(OSError):
+        return tarfile.is_tarfile(path)
+    return False
 
 
 def _process_alive(pid: int) -> bool:
@@ -360,11 +405,4 @@ def _conflict(name: str) -> Conflict:
     return Conflict(
         f"model '{name}' already exists with a different file; remove it first with "
         f"`appliance models rm {name}`"
-    )
-
-
-def _disk_full(src: Path, where: Path, needed: int, free: int) -> StorageError:
-    return StorageError(
-        f"disk full while importing {src} into {where} (needed {needed / GIB:.2f} GiB, "
-        f"free {free / GIB:.2f} GiB)"
     )

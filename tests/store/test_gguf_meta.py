@@ -10,7 +10,7 @@ import pytest
 
 from appliance.errors import ModelFormatError, NotFound, UsageError
 from appliance.store.gguf_meta import _quantization, read_gguf_metadata
-from helpers.tiny_gguf import BOS, DEEPSEEK_R1_TEMPLATE, EOS, write_tiny_llama
+from helpers.tiny_gguf import BOS, DEEPSEEK_R1_TEMPLATE, EOS, write_tiny_llama, write_tiny_model
 
 
 def header(tensor_count: int = 0, kv_count: int = 0, version: int = 3) -> bytes:
@@ -100,9 +100,41 @@ def test_a_file_cut_short_anywhere_is_reported_truncated(tmp_path, keep):
         read_gguf_metadata(path)
 
 
-def test_a_header_only_file_with_no_tensors_reads(tmp_path):
-    meta = read_gguf_metadata(write(tmp_path, header()))
-    assert (meta.architecture, meta.parameter_count, meta.quantization) == ("", 0, "")
+def test_a_header_only_file_naming_no_architecture_is_refused(tmp_path):
+    with pytest.raises(ModelFormatError, match="names no architecture"):
+        read_gguf_metadata(write(tmp_path, header()))
+
+
+def test_an_architecture_llama_cpp_cannot_run_is_refused_by_name(tmp_path):
+    arch = gguf_string("general.architecture") + struct.pack("<I", 8) + gguf_string("mamba9")
+    with pytest.raises(ModelFormatError, match=r"unknown architecture 'mamba9'.*runs .*deepseek2"):
+        read_gguf_metadata(write(tmp_path, header(kv_count=1) + arch))
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen2", "deepseek2"])
+def test_layer_and_kv_shape_is_read_for_the_planner(tmp_path, arch):
+    meta = read_gguf_metadata(write_tiny_model(tmp_path / f"{arch}.gguf", arch))
+    shape = meta.shape
+    assert shape is not None
+    assert (shape.block_count, shape.embedding_length, shape.head_count) == (2, 64, 4)
+    assert (
+        sum(shape.layer_bytes) + shape.input_bytes + shape.output_bytes
+        < tmp_path.joinpath(f"{arch}.gguf").stat().st_size
+    )
+    if arch == "deepseek2":  # MLA: one latent KV head of kv_lora_rank + rope dim
+        assert (shape.head_count_kv, shape.key_length, shape.value_length) == (1, 48, 32)
+        assert shape.key_length_mla == 32
+    else:
+        assert (shape.head_count_kv, shape.key_length, shape.key_length_mla) == (2, 16, 0)
+
+
+def test_quantization_mix_and_special_tokens_are_recorded(tmp_path):
+    meta = read_gguf_metadata(write_tiny_model(tmp_path / "q4.gguf", "qwen2", quant="Q4_0"))
+    assert meta.quantization == "Q4_0"
+    assert set(meta.tensor_types) == {"Q4_0", "F32"}
+    assert {"<｜User｜>", "<｜Assistant｜>", "<think>", "</think>", BOS, EOS} <= set(
+        meta.special_tokens
+    )
 
 
 def test_missing_file_is_not_found(tmp_path):

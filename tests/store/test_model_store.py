@@ -22,7 +22,7 @@ from appliance.errors import (
     UsageError,
 )
 from appliance.records import ModelFormat
-from appliance.store import ImportResult, ModelStore, models
+from appliance.store import ImportResult, ModelStore, blobs, models
 from helpers.tiny_gguf import write_tiny_llama
 
 
@@ -140,7 +140,7 @@ def test_same_name_with_a_different_file_is_a_conflict_that_changes_nothing(
 
 
 def test_progress_reports_bytes_copied_of_total(store, tiny_gguf, monkeypatch):
-    monkeypatch.setattr(models, "CHUNK_BYTES", 16 * 1024)
+    monkeypatch.setattr(blobs, "CHUNK_BYTES", 16 * 1024)
     calls: list[tuple[int, int]] = []
     store.import_file(tiny_gguf, progress=lambda done, total: calls.append((done, total)))
     size = tiny_gguf.stat().st_size
@@ -150,7 +150,7 @@ def test_progress_reports_bytes_copied_of_total(store, tiny_gguf, monkeypatch):
 
 
 def test_failure_mid_copy_leaves_no_temp_file_and_no_row(store, tiny_gguf, monkeypatch):
-    monkeypatch.setattr(models, "CHUNK_BYTES", 16 * 1024)
+    monkeypatch.setattr(blobs, "CHUNK_BYTES", 16 * 1024)
 
     def fail_on_third_chunk(done: int, total: int) -> None:
         if done >= 3 * 16 * 1024:
@@ -224,9 +224,17 @@ def test_missing_file_is_not_found_naming_the_path(store, tmp_path):
         store.import_file(missing)
 
 
-def test_a_directory_is_refused_saying_onnx_comes_later(store, tmp_path):
-    with pytest.raises(UsageError, match=r"is a directory.*ONNX"):
+def test_a_directory_given_as_a_gguf_file_is_refused(store, tmp_path):
+    with pytest.raises(UsageError, match=r"is a directory, not a GGUF file"):
         store.import_file(tmp_path)
+    assert store.list() == []
+
+
+def test_a_folder_without_an_onnx_model_is_refused_naming_what_is_missing(store, tmp_path):
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "photos" / "cat.jpg").write_bytes(b"\xff\xd8")
+    with pytest.raises(ModelFormatError, match=r"no \.onnx file"):
+        store.import_path(tmp_path / "photos")
     assert store.list() == []
 
 

@@ -1,10 +1,12 @@
-"""The test helper's tiny GGUF is a model llama.cpp really loads, tokenizes and runs."""
+"""The test helpers' tiny GGUFs are models llama.cpp really loads, tokenizes and runs."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
-from helpers.tiny_gguf import BOS, write_tiny_llama
+from helpers.tiny_gguf import BOS, write_tiny_llama, write_tiny_model
 
 llama_cpp = pytest.importorskip("llama_cpp")
 
@@ -36,3 +38,30 @@ def test_chat_completion_uses_the_embedded_deepseek_template(llm):
 def test_merges_are_used_by_the_tokenizer(llm):
     # "the" is two merges deep (t h e -> "he" -> "Ġthe"): fewer tokens than bytes.
     assert len(llm.tokenize(b" the", add_bos=False)) == 1
+
+
+@pytest.mark.parametrize("quant", ["Q8_0", "Q4_0"])
+@pytest.mark.parametrize("arch", ["llama", "qwen2", "deepseek2"])
+def test_every_tiny_architecture_and_quant_loads_and_generates_in_llama_cpp(tmp_path, arch, quant):
+    started = time.monotonic()
+    path = write_tiny_model(tmp_path / f"{arch}-{quant}.gguf", arch, quant=quant)
+    assert time.monotonic() - started < 5, "tiny models must build in seconds"
+    llm = llama_cpp.Llama(model_path=str(path), n_ctx=256, verbose=False, seed=0)
+    assert llm.metadata["general.architecture"] == arch
+    out = llm.create_chat_completion(
+        messages=[{"role": "user", "content": "hello"}], max_tokens=4, temperature=0.0
+    )
+    assert out["usage"]["completion_tokens"] > 0
+    for token in (BOS, "<｜User｜>", "<｜Assistant｜>", "<think>"):
+        assert len(llm.tokenize(token.encode(), add_bos=False, special=True)) == 1
+
+
+def test_tiny_deepseek2_is_in_the_mla_layout_with_experts(tmp_path):
+    llm = llama_cpp.Llama(
+        model_path=str(write_tiny_model(tmp_path / "ds2.gguf", "deepseek2")), n_ctx=64,
+        verbose=False,
+    )  # fmt: skip
+    meta = llm.metadata
+    assert meta["deepseek2.attention.key_length_mla"] == "32"
+    assert meta["deepseek2.expert_count"] == "4"
+    assert meta["deepseek2.leading_dense_block_count"] == "1"

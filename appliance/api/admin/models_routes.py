@@ -1,19 +1,40 @@
-"""Admin: models — list, show, import (NDJSON progress), remove, load, unload."""
+"""Admin: models — list, show, import (NDJSON progress), verify, export, fit, catalog, media,
+remove, load, unload."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 
-from appliance.api.admin.protocol import ImportProgress, ImportRequest, ModelRemoved
+from appliance.api.admin.protocol import (
+    Exported,
+    ExportRequest,
+    ImportProgress,
+    ImportRequest,
+    ModelRemoved,
+    VerifyRequest,
+)
 from appliance.api.deps import ServicesDep
-from appliance.errors import ApplianceError
-from appliance.records import LoadedModel, ModelInfo
+from appliance.errors import ApplianceError, UsageError
+from appliance.planner import PlanOptions, catalog_verdicts, plan_model
+from appliance.records import (
+    CatalogVerdict,
+    FitPlan,
+    ImportableFile,
+    LoadedModel,
+    ModelInfo,
+    RemovableMount,
+    VerifyResult,
+)
+from appliance.store.bundle import export_bundle
+from appliance.store.download import import_url
+from appliance.store.media import importable_files, scan_mounts
+from appliance.store.models import ImportResult
 
 router = APIRouter()
 
@@ -26,45 +47,94 @@ async def list_models(services: ServicesDep) -> list[ModelInfo]:
     return services.store.list()
 
 
+@router.get("/catalog", operation_id="admin_catalog")
+async def catalog(
+    services: ServicesDep, context: int = 4096, parallel: int = 1
+) -> list[CatalogVerdict]:
+    opts = PlanOptions(context_length=context, parallel=parallel)
+    return catalog_verdicts(services.devices.devices(), opts)
+
+
+@router.get("/media", operation_id="admin_media")
+async def media() -> list[RemovableMount]:
+    """Mounted removable filesystems (USB sticks) and the model files on them."""
+    return await asyncio.to_thread(scan_mounts)
+
+
+@router.get("/media/files", operation_id="admin_media_files")
+async def media_files(path: str) -> list[ImportableFile]:
+    return await asyncio.to_thread(importable_files, Path(path))
+
+
+@router.post("/models/verify", operation_id="admin_verify_models")
+async def verify(body: VerifyRequest, services: ServicesDep) -> list[VerifyResult]:
+    return await asyncio.to_thread(services.store.verify, body.name)
+
+
 @router.get("/models/{name}", operation_id="admin_show_model")
 async def show_model(name: str, services: ServicesDep) -> ModelInfo:
     return services.store.get(name)
 
 
+@router.get("/models/{name}/fit", operation_id="admin_fit_model")
+async def fit_model(
+    name: str, services: ServicesDep, context: int = 4096, parallel: int = 1
+) -> FitPlan:
+    info = services.store.get(name)
+    if info.shape is None:
+        raise UsageError(f"{name} has no recorded layer shape (an ONNX model or an old import)")
+    opts = PlanOptions(context_length=context, parallel=parallel)
+    return plan_model(info, services.devices.devices(), opts)
+
+
+@router.post("/models/{name}/export", operation_id="admin_export_model")
+async def export_model(name: str, body: ExportRequest, services: ServicesDep) -> Exported:
+    dest = await asyncio.to_thread(export_bundle, services.store, name, Path(body.path))
+    return Exported(name=name, path=str(dest), size_bytes=dest.stat().st_size)
+
+
 @router.post("/models/import", operation_id="admin_import_model")
 async def import_model(body: ImportRequest, services: ServicesDep) -> StreamingResponse:
-    """Import a file the daemon can read; answers NDJSON progress lines, then done/error."""
+    """Import a path or URL the daemon can reach; answers NDJSON progress lines, then done/error."""
+    if (body.path is None) == (body.url is None):
+        raise UsageError("give exactly one of path or url")
     return StreamingResponse(_import_lines(body, services), media_type="application/x-ndjson")
+
+
+def _run_import(
+    body: ImportRequest, services: ServicesDep, progress: Callable[[int, int], None]
+) -> ImportResult:
+    if body.url is not None:
+        return import_url(services.store, body.url, body.name, sha256=body.sha256,
+                          progress=progress)  # fmt: skip
+    assert body.path is not None
+    return services.store.import_path(
+        Path(body.path), body.name, source=body.path, progress=progress, sha256=body.sha256
+    )
 
 
 async def _import_lines(body: ImportRequest, services: ServicesDep) -> AsyncIterator[str]:
     loop = asyncio.get_running_loop()
     updates: asyncio.Queue[ImportProgress] = asyncio.Queue()
     last_sent = 0.0
+    status = "downloading" if body.url else "copying"
 
     def progress(completed: int, total: int) -> None:
         nonlocal last_sent
         now = time.monotonic()
         if now - last_sent >= _PROGRESS_INTERVAL_S or completed == total:
             last_sent = now
-            line = ImportProgress(status="copying", completed_bytes=completed, total_bytes=total)
+            line = ImportProgress(status=status, completed_bytes=completed, total_bytes=total)
             loop.call_soon_threadsafe(updates.put_nowait, line)
 
     def run() -> ImportProgress:
         try:
-            result = services.store.import_file(
-                Path(body.path), body.name, source=body.path, progress=progress
-            )
+            result = _run_import(body, services, progress)
         except ApplianceError as error:
             return ImportProgress(status="error", error=error.message, error_code=error.code)
         size = result.model.size_bytes
-        return ImportProgress(
-            status="done",
-            model=result.model,
-            created=result.created,
-            completed_bytes=size,
-            total_bytes=size,
-        )
+        return ImportProgress(status="done", model=result.model, created=result.created,
+                              completed_bytes=size, total_bytes=size)  # fmt: skip
 
     task = asyncio.create_task(asyncio.to_thread(run))
     while not task.done() or not updates.empty():

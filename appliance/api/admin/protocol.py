@@ -34,15 +34,35 @@ class DaemonStatus(AdminModel):
 
 
 class ImportRequest(AdminModel):
-    path: str
-    """Absolute path of the file to import, readable by the daemon's user."""
+    path: str | None = None
+    """Absolute path of a GGUF file, ONNX folder or bundle, readable by the daemon's user."""
+    url: str | None = None
+    """An http(s) URL on the LAN instead of a path; the download resumes if interrupted."""
     name: str | None = None
+    sha256: str | None = None
+    """Expected digest; a mismatch imports nothing."""
+
+
+class VerifyRequest(AdminModel):
+    name: str | None = None
+    """One model, or every installed model when absent."""
+
+
+class ExportRequest(AdminModel):
+    path: str
+    """Where the daemon writes the bundle (a path it can write, e.g. a mounted USB stick)."""
+
+
+class Exported(AdminModel):
+    name: str
+    path: str
+    size_bytes: int
 
 
 class ImportProgress(AdminModel):
     """One NDJSON line of an import: progress lines, then `done` or `error`."""
 
-    status: Literal["copying", "done", "error"]
+    status: Literal["copying", "downloading", "done", "error"]
     completed_bytes: int = 0
     total_bytes: int = 0
     model: ModelInfo | None = None
