@@ -165,6 +165,8 @@ class ModelInfo(BaseModel):
     quantization: str = ""
     context_length: int | None = None
     chat_template: str | None = None
+    """The template in use: the administrator's override if set, else the file's own."""
+    chat_template_overridden: bool = False
     bos_token: str = ""
     eos_token: str = ""
     source: str = ""

@@ -155,7 +155,10 @@ def start_llama_cpp_server(model: Path, threads: int) -> tuple[subprocess.Popen[
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--n_threads",
-         str(threads), "--n_ctx", "2048", "--port", str(port), "--host", "127.0.0.1"],
+         str(threads), "--n_ctx", "2048", "--port", str(port), "--host", "127.0.0.1",
+         # Its default (True) aborts a running stream when the next request arrives; queueing
+         # them is the fair comparison.
+         "--interrupt_requests", "False"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     wait_ready(f"http://127.0.0.1:{port}/v1/models", process)

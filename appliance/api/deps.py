@@ -5,6 +5,7 @@ Keys arrive as `Authorization: Bearer KEY` (OpenAI clients) or `X-API-Key: KEY`.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -28,10 +29,19 @@ def _presented_key(request: Request) -> str | None:
     return request.headers.get("x-api-key") or None
 
 
-def require_api_key(request: Request, services: ServicesDep) -> str | None:
-    """Admit the request if keys are off or it carries a valid key; return the key's scope."""
+@dataclass(frozen=True)
+class Caller:
+    """Who sent a LAN request: the key's scope and preferences (anonymous when keys are off)."""
+
+    scope: str = "user"
+    key_name: str | None = None
+    reasoning_format: str | None = None
+
+
+def require_api_key(request: Request, services: ServicesDep) -> Caller:
+    """Admit the request if keys are off or it carries a valid key; say who is calling."""
     if not services.config.api.require_api_key:
-        return "user"
+        return Caller()
     key = _presented_key(request)
     if key is None:
         raise AuthenticationError(
@@ -41,12 +51,15 @@ def require_api_key(request: Request, services: ServicesDep) -> str | None:
     info = services.keys.authenticate(key)
     if info is None:
         raise AuthenticationError("the API key is not valid (unknown or revoked)")
-    return info.scope
+    return Caller(info.scope, info.name, info.reasoning_format)
 
 
-def require_admin_key(scope: Annotated[str | None, Depends(require_api_key)]) -> None:
+CallerDep = Annotated[Caller, Depends(require_api_key)]
+
+
+def require_admin_key(caller: CallerDep) -> None:
     """Admin routes on the LAN listener need an admin-scoped key (the socket needs none)."""
-    if scope != "admin":
+    if caller.scope != "admin":
         raise PermissionDenied(
             "this operation needs an admin-scoped API key or the admin socket on the box"
         )

@@ -22,6 +22,16 @@ def keys() -> None:
     """Manage API keys (shown once at creation, stored hashed)."""
 
 
+reasoning_option = click.option(
+    "--reasoning-format",
+    type=click.Choice(["deepseek", "ollama", "vllm", "none"]),
+    default=None,
+    help="Where answers to this key put a model's reasoning: reasoning_content (deepseek), "
+    "thinking (ollama), reasoning (vllm), or left in the text (none). "
+    "Default: api.reasoning_format.",
+)
+
+
 @keys.command("create")
 @click.option("--name", help="A label such as the person or client it is for.")
 @click.option(
@@ -31,16 +41,21 @@ def keys() -> None:
     show_default=True,
     help="admin keys may also call /admin on the LAN listener.",
 )
+@reasoning_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @pass_state
-def create(state: CliState, name: str | None, scope: str, as_json: bool) -> None:
+def create(
+    state: CliState, name: str | None, scope: str, reasoning_format: str | None, as_json: bool
+) -> None:
     """Create a key and print it once."""
     with daemon_or_none(state.config) as client:
         if client:
-            created = client.create_key(name, scope)
+            created = client.create_key(name, scope, reasoning_format)
             key, info = created.key, created.info
         else:
-            stored, key = _keystore(state).create(name, scope=scope)
+            stored, key = _keystore(state).create(
+                name, scope=scope, reasoning_format=reasoning_format
+            )
             info = ApiKeyPublic.model_validate(stored.model_dump())
     if as_json:
         echo_json({"key": key, "info": info.model_dump(mode="json")})
@@ -81,3 +96,17 @@ def revoke(state: CliState, name_or_id: str) -> None:
         else:
             _keystore(state).revoke(name_or_id)
     stderr_console.print(f"revoked {name_or_id}")
+
+
+@keys.command("set")
+@click.argument("name_or_id")
+@reasoning_option
+@pass_state
+def set_key(state: CliState, name_or_id: str, reasoning_format: str | None) -> None:
+    """Change a key's preferences (without --reasoning-format: back to the box's default)."""
+    with daemon_or_none(state.config) as client:
+        if client:
+            client.update_key(name_or_id, reasoning_format)
+        else:
+            _keystore(state).set_reasoning_format(name_or_id, reasoning_format)
+    stderr_console.print(f"{name_or_id}: reasoning format {reasoning_format or 'default'}")

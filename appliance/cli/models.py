@@ -28,7 +28,7 @@ from appliance.cli.common import (
 )
 from appliance.cli.state import CliState, pass_state
 from appliance.client import AdminClient
-from appliance.errors import DaemonUnreachable
+from appliance.errors import DaemonUnreachable, UsageError
 from appliance.records import ModelInfo
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
@@ -189,6 +189,34 @@ def export(state: CliState, name: str, output: Path, as_json: bool) -> None:
         echo_json({"name": name, "path": str(path), "size_bytes": path.stat().st_size})
     else:
         stdout_console.print(f"exported {name} to {path} ({human_bytes(path.stat().st_size)})")
+
+
+@models.command("template")
+@click.argument("name")
+@click.argument(
+    "template_file", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
+@click.option("--reset", is_flag=True, help="Go back to the template inside the model file.")
+@click.option("--show", is_flag=True, help="Print the template in use.")
+@pass_state
+def template(
+    state: CliState, name: str, template_file: Path | None, reset: bool, show: bool
+) -> None:
+    """Replace a model's chat template with TEMPLATE_FILE (Jinja2), or --reset / --show it."""
+    if show:
+        with daemon_or_none(state.config) as client:
+            model = client.show_model(name) if client else _store(state).get(name)
+        click.echo(model.chat_template or "")
+        return
+    if (template_file is None) == (not reset):
+        raise UsageError("give a TEMPLATE_FILE to use, or --reset to use the model file's own")
+    text = None if reset else template_file.read_text()  # type: ignore[union-attr]
+    with daemon_or_none(state.config) as client:
+        if client:
+            client.set_chat_template(name, text)
+        else:
+            _store(state).set_chat_template(name, text)
+    stderr_console.print(f"{name}: {'file template restored' if reset else 'template replaced'}")
 
 
 @models.command("rm")

@@ -215,9 +215,23 @@ class AdminClient:
     def keys(self) -> list[ApiKeyPublic]:
         return TypeAdapter(list[ApiKeyPublic]).validate_python(self._call("GET", "/admin/keys"))
 
-    def create_key(self, name: str | None, scope: str) -> KeyCreated:
-        body = {"name": name, "scope": scope}
+    def create_key(
+        self, name: str | None, scope: str, reasoning_format: str | None = None
+    ) -> KeyCreated:
+        body = {"name": name, "scope": scope, "reasoning_format": reasoning_format}
         return KeyCreated.model_validate(self._call("POST", "/admin/keys", json=body))
+
+    def update_key(self, name_or_id: str, reasoning_format: str | None) -> ApiKeyPublic:
+        body = {"reasoning_format": reasoning_format}
+        return ApiKeyPublic.model_validate(
+            self._call("PATCH", f"/admin/keys/{name_or_id}", json=body)
+        )
+
+    def set_chat_template(self, name: str, template: str | None) -> ModelInfo:
+        body = {"template": template}
+        return ModelInfo.model_validate(
+            self._call("PUT", f"/admin/models/{name}/template", json=body)
+        )
 
     def revoke_key(self, name_or_id: str) -> ApiKeyPublic:
         return ApiKeyPublic.model_validate(self._call("DELETE", f"/admin/keys/{name_or_id}"))

@@ -68,6 +68,12 @@ MIGRATIONS: list[tuple[str, ...]] = [
         "ALTER TABLE models ADD COLUMN shape TEXT",
         "ALTER TABLE models ADD COLUMN catalog_id TEXT",
     ),
+    (
+        # Issue 5: an administrator's chat template replacing the file's own, and a key's
+        # preferred field for reasoning text. NULL means "not set".
+        "ALTER TABLE models ADD COLUMN chat_template_override TEXT",
+        "ALTER TABLE api_keys ADD COLUMN reasoning_format TEXT",
+    ),
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -50,6 +50,8 @@ class ApiKeyInfo(BaseModel):
     created_at: float
     last_used_at: float | None = None
     revoked: bool = False
+    reasoning_format: str | None = None
+    """Where answers to this key put reasoning text, unless a request says; None: the default."""
 
 
 def hash_key(key: str) -> str:
@@ -65,8 +67,11 @@ class KeyStore:
     def close(self) -> None:
         self._db.close()
 
-    def create(self, name: str | None = None, scope: Scope = "user") -> tuple[ApiKeyInfo, str]:
+    def create(
+        self, name: str | None = None, scope: Scope = "user", reasoning_format: str | None = None
+    ) -> tuple[ApiKeyInfo, str]:
         """Make a new key; return its record and the key itself, which is shown once only."""
+        _check_reasoning_format(reasoning_format)
         if scope not in get_args(Scope):
             raise UsageError(f"invalid key scope {scope!r}: use 'user' or 'admin'")
         if name is not None and not NAME_PATTERN.fullmatch(name):
@@ -83,8 +88,16 @@ class KeyStore:
                     "names); choose another name"
                 )
             cursor = conn.execute(
-                "INSERT INTO api_keys (name, prefix, hash, scope, created_at) VALUES (?,?,?,?,?)",
-                (name, key[:DISPLAY_PREFIX_CHARS], hash_key(key), scope, time.time()),
+                "INSERT INTO api_keys (name, prefix, hash, scope, created_at, reasoning_format)"
+                " VALUES (?,?,?,?,?,?)",
+                (
+                    name,
+                    key[:DISPLAY_PREFIX_CHARS],
+                    hash_key(key),
+                    scope,
+                    time.time(),
+                    reasoning_format,
+                ),
             )
             row = conn.execute(
                 "SELECT * FROM api_keys WHERE id = ?", (cursor.lastrowid,)
@@ -135,6 +148,19 @@ class KeyStore:
                 row = conn.execute("SELECT * FROM api_keys WHERE id = ?", (row["id"],)).fetchone()
         return _info(row)
 
+    def set_reasoning_format(self, name_or_id: str | int, value: str | None) -> ApiKeyInfo:
+        """Change where answers to this key put reasoning text (None: the daemon's default)."""
+        _check_reasoning_format(value)
+        with self._db.write() as conn:
+            row = _find(conn, name_or_id)
+            if row is None:
+                raise NotFound(f"no API key named or numbered {name_or_id!r}")
+            conn.execute(
+                "UPDATE api_keys SET reasoning_format = ? WHERE id = ?", (value, row["id"])
+            )
+            row = conn.execute("SELECT * FROM api_keys WHERE id = ?", (row["id"],)).fetchone()
+        return _info(row)
+
     def count_active(self) -> int:
         with self._db.read() as conn:
             row = conn.execute("SELECT COUNT(*) FROM api_keys WHERE revoked_at IS NULL").fetchone()
@@ -166,4 +192,15 @@ def _info(row: sqlite3.Row) -> ApiKeyInfo:
         created_at=row["created_at"],
         last_used_at=row["last_used_at"],
         revoked=row["revoked_at"] is not None,
+        reasoning_format=row["reasoning_format"],
     )
+
+
+REASONING_FORMATS = ("deepseek", "ollama", "vllm", "none")
+
+
+def _check_reasoning_format(value: str | None) -> None:
+    if value is not None and value not in REASONING_FORMATS:
+        raise UsageError(
+            f"invalid reasoning format {value!r}: use one of {', '.join(REASONING_FORMATS)}"
+        )

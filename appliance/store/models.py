@@ -29,6 +29,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from appliance.chat_template import check_template
 from appliance.errors import (
     Conflict,
     ModelFormatError,
@@ -303,6 +304,18 @@ class ModelStore:
             self._unlink_if_unreferenced(conn, row["sha256"], self.models_dir / row["path"])
         return self._info(row)
 
+    def set_chat_template(self, name: str, template: str | None) -> ModelInfo:
+        """Use `template` instead of the file's own chat template; None restores the file's."""
+        if template is not None:
+            check_template(template)  # refuse a broken template now, not at the first chat
+        with self._db.write() as conn:
+            found = conn.execute(
+                "UPDATE models SET chat_template_override = ? WHERE name = ?", (template, name)
+            ).rowcount
+        if not found:
+            raise self._not_found(name)
+        return self.get(name)
+
     def verify(self, name: str | None = None) -> builtins.list[VerifyResult]:
         """Re-hash the files of one model (or all) and compare with the registry."""
         models = [self.get(name)] if name is not None else self.list()
@@ -320,6 +333,10 @@ class ModelStore:
         data["tensor_types"] = json.loads(data["tensor_types"] or "{}")
         data["special_tokens"] = json.loads(data["special_tokens"] or "[]")
         data["shape"] = ModelShape.model_validate_json(data["shape"]) if data["shape"] else None
+        override = data.pop("chat_template_override", None)
+        if override is not None:
+            data["chat_template"] = override
+            data["chat_template_overridden"] = True
         return ModelInfo(**data)
 
     def _not_found(self, name: str) -> ModelNotFound:

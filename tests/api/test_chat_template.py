@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from appliance.api.chat_template import TemplateError, render_chat
+from appliance.chat_template import TemplateError, render_chat
 
 TEMPLATES = Path(__file__).parents[1] / "fixtures" / "templates"
 

@@ -129,3 +129,23 @@ def test_r1_output_is_valid_json_when_a_schema_is_asked_for(tiny: Any) -> None:
         assert isinstance(json.loads(answer["message"]["content"])["a"], bool)
     assert answer["message"]["content"].lstrip().startswith("{")
     assert "reasoning_content" not in answer["message"]
+
+
+def test_a_keys_reasoning_format_applies_unless_the_request_says(tiny: Any) -> None:
+    daemon, base = tiny
+    created = run_cli(
+        daemon.home, "keys", "create", "--name", "ollama-user", "--reasoning-format", "ollama",
+        "--json",
+    )  # fmt: skip
+    key = json.loads(created.stdout)["key"]
+    headers = {"Authorization": f"Bearer {key}"}
+    url = f"{daemon.base_url}/chat/completions"
+    keyed = httpx.post(url, json={**base, "max_tokens": 6}, headers=headers, timeout=60).json()
+    assert keyed["choices"][0]["message"]["thinking"]
+    asked = {**base, "max_tokens": 6, "reasoning_format": "deepseek"}
+    overridden = httpx.post(url, json=asked, headers=headers, timeout=60).json()
+    assert overridden["choices"][0]["message"]["reasoning_content"]
+    # Back to the box's default for this key.
+    run_cli(daemon.home, "keys", "set", "ollama-user")
+    default = httpx.post(url, json={**base, "max_tokens": 6}, headers=headers, timeout=60).json()
+    assert default["choices"][0]["message"]["reasoning_content"]

@@ -1,10 +1,15 @@
-"""Admin: API keys — list, create (shown once), revoke."""
+"""Admin: API keys — list, create (shown once), change preferences, revoke."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 
-from appliance.api.admin.protocol import ApiKeyPublic, KeyCreated, KeyCreateRequest
+from appliance.api.admin.protocol import (
+    ApiKeyPublic,
+    KeyCreated,
+    KeyCreateRequest,
+    KeyUpdateRequest,
+)
 from appliance.api.deps import ServicesDep
 
 router = APIRouter()
@@ -17,8 +22,18 @@ async def list_keys(services: ServicesDep) -> list[ApiKeyPublic]:
 
 @router.post("/keys", operation_id="admin_create_key", status_code=201)
 async def create_key(body: KeyCreateRequest, services: ServicesDep) -> KeyCreated:
-    info, key = services.keys.create(body.name, scope=body.scope)
+    info, key = services.keys.create(
+        body.name, scope=body.scope, reasoning_format=body.reasoning_format
+    )
     return KeyCreated(key=key, info=ApiKeyPublic.model_validate(info.model_dump()))
+
+
+@router.patch("/keys/{name_or_id}", operation_id="admin_update_key")
+async def update_key(
+    name_or_id: str, body: KeyUpdateRequest, services: ServicesDep
+) -> ApiKeyPublic:
+    info = services.keys.set_reasoning_format(name_or_id, body.reasoning_format)
+    return ApiKeyPublic.model_validate(info.model_dump())
 
 
 @router.delete("/keys/{name_or_id}", operation_id="admin_revoke_key")

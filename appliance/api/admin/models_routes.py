@@ -12,6 +12,7 @@ from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 
 from appliance.api.admin.protocol import (
+    ChatTemplateRequest,
     Exported,
     ExportRequest,
     ImportProgress,
@@ -153,6 +154,14 @@ async def remove_model(name: str, services: ServicesDep) -> ModelRemoved:
     unloaded = await services.engine.unload(name)
     services.store.remove(name)
     return ModelRemoved(name=name, unloaded=unloaded)
+
+
+@router.put("/models/{name}/template", operation_id="admin_set_chat_template")
+async def set_chat_template(
+    name: str, body: ChatTemplateRequest, services: ServicesDep
+) -> ModelInfo:
+    """Replace the model's chat template (checked now), or restore the file's own with null."""
+    return services.store.set_chat_template(name, body.template)
 
 
 @router.post("/models/{name}/load", operation_id="admin_load_model")

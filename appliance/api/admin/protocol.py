@@ -71,9 +71,23 @@ class ImportProgress(AdminModel):
     error_code: str | None = None
 
 
+ReasoningFormatName = Literal["deepseek", "ollama", "vllm", "none"]
+
+
 class KeyCreateRequest(AdminModel):
     name: str | None = None
     scope: Literal["user", "admin"] = "user"
+    reasoning_format: ReasoningFormatName | None = None
+    """Where answers to this key put reasoning text; unset: the box's `api.reasoning_format`."""
+
+
+class KeyUpdateRequest(AdminModel):
+    reasoning_format: ReasoningFormatName | None
+
+
+class ChatTemplateRequest(AdminModel):
+    template: str | None
+    """A Jinja2 chat template to use instead of the model file's own; null restores the file's."""
 
 
 class ApiKeyPublic(AdminModel):
@@ -84,6 +98,7 @@ class ApiKeyPublic(AdminModel):
     created_at: float
     last_used_at: float | None = None
     revoked: bool = False
+    reasoning_format: str | None = None
 
 
 class KeyCreated(AdminModel):

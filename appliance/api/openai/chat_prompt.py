@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from appliance.api.chat_template import FALLBACK_TEMPLATE, render_chat
 from appliance.api.openai.protocol import ChatCompletionRequest, ChatMessage, NamedToolChoice
 from appliance.api.openai.reasoning import THINK_CLOSE, prompt_opens_thinking
 from appliance.api.openai.tools import (
@@ -26,6 +25,7 @@ from appliance.api.openai.tools import (
     HERMES_BEGIN,
     HERMES_END,
 )
+from appliance.chat_template import FALLBACK_TEMPLATE, render_chat
 from appliance.records import ModelInfo
 
 # Names render_chat sets itself; a request's chat_template_kwargs must not replace them.

@@ -15,7 +15,7 @@ from contextlib import aclosing
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from appliance.api.deps import ApiKeyDep, ServicesDep
+from appliance.api.deps import ApiKeyDep, CallerDep, ServicesDep
 from appliance.api.openai import completions, convert, embeddings
 from appliance.api.openai.chat_prompt import build_prompt
 from appliance.api.openai.choices import ChoiceOutput
@@ -44,7 +44,7 @@ async def list_models(services: ServicesDep) -> ModelList:
 
 @router.post("/chat/completions", operation_id="create_chat_completion", response_model=None)
 async def create_chat_completion(
-    body: ChatCompletionRequest, services: ServicesDep
+    body: ChatCompletionRequest, services: ServicesDep, caller: CallerDep
 ) -> JSONResponse | StreamingResponse:
     if body.model_extra:
         log.debug("ignoring unsupported request fields: %s", ", ".join(sorted(body.model_extra)))
@@ -57,7 +57,9 @@ async def create_chat_completion(
         prompt_opens_thinking=prompt.opens_thinking,
         json_schema=prompt.forced_schema,
     )
-    fmt = body.reasoning(parse_format(services.config.api.reasoning_format))
+    # The request's own choice, else the key's, else the box's default.
+    default_format = caller.reasoning_format or services.config.api.reasoning_format
+    fmt = body.reasoning(parse_format(default_format))
     outputs = [
         ChoiceOutput(
             index, reasoning=fmt, thinking_opened=prompt.opens_thinking, tools=prompt.tool_mode

@@ -48,6 +48,15 @@ def _compile(source: str) -> jinja2.Template:
     return env.from_string(source)
 
 
+def check_template(source: str) -> None:
+    """Raise TemplateError if `source` does not compile or cannot render a short chat."""
+    try:
+        _compile(source)
+    except jinja2.TemplateError as exc:
+        raise TemplateError(f"the chat template does not compile: {exc}") from None
+    render_chat(source, [{"role": "system", "content": "s"}, {"role": "user", "content": "u"}])
+
+
 def render_chat(
     template: str | None,
     messages: list[dict[str, Any]],
