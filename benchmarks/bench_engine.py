@@ -233,27 +233,20 @@ async def prefix_ttft(base: str, model: str) -> tuple[float, float]:
     return cold[0] * 1000, warm[0] * 1000
 
 
-def measure(base: str, model: str, clients: int, args: argparse.Namespace) -> Run:
-    """Median of several rounds by aggregate throughput (2-core machines are noisy)."""
-    asyncio.run(load_test(base, model, 1, 8))  # warm-up: first-request costs are not throughput
-    runs = sorted(
-        (asyncio.run(load_test(base, model, clients, args.max_tokens)) for _ in range(args.rounds)),
-        key=lambda r: r.aggregate_tps,
-    )
-    return runs[len(runs) // 2]
+def median_run(runs: list[Run]) -> Run:
+    """The round with the median aggregate throughput."""
+    ordered = sorted(runs, key=lambda r: r.aggregate_tps)
+    return ordered[len(ordered) // 2]
 
 
 def raw_in_subprocess(args: argparse.Namespace, sequences: int) -> float:
-    """The ceiling measured in a fresh process each time, like the servers, and repeated."""
-    values = []
-    for _ in range(args.rounds):
-        output = subprocess.run(
-            [sys.executable, __file__, "--model", str(args.model), "--threads", str(args.threads),
-             "--max-tokens", str(args.max_tokens), "--raw-only", str(sequences)],
-            capture_output=True, text=True, check=True,
-        ).stdout  # fmt: skip
-        values.append(float(output.strip().splitlines()[-1]))
-    return statistics.median(values)
+    """The ceiling, measured in a fresh process (like the servers' workers)."""
+    output = subprocess.run(
+        [sys.executable, __file__, "--model", str(args.model), "--threads", str(args.threads),
+         "--max-tokens", str(args.max_tokens), "--raw-only", str(sequences)],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    return float(output.strip().splitlines()[-1])
 
 
 # --- report --------------------------------------------------------------------------------------
@@ -301,7 +294,7 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--results", type=Path, default=HERE / "RESULTS.md")
     parser.add_argument("--plot", type=Path, default=HERE / "engine.png")
-    parser.add_argument("--rounds", type=int, default=3, help="repeats per point; median kept")
+    parser.add_argument("--rounds", type=int, default=5, help="repeats per point; median kept")
     parser.add_argument("--raw-only", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.model is None:
@@ -313,26 +306,37 @@ def main() -> None:
         return
     clients = [int(c) for c in args.clients.split(",")]
 
-    print("raw batched decode…", file=sys.stderr)
-    ceilings = {n: raw_in_subprocess(args, n) for n in clients}
-
+    # Both servers stay up and every point is measured raw → ours → theirs in turn, round
+    # after round: this VM's speed drifts by tens of percent, and interleaving spreads the
+    # drift evenly instead of handing it to whichever side ran last.
     with tempfile.TemporaryDirectory() as home:
-        process, base, name = start_appliance(args.model, args.threads, Path(home))
+        servers = [start_appliance(args.model, args.threads, Path(home))]
         try:
-            print("appliance API…", file=sys.stderr)
-            ours = [measure(base, name, c, args) for c in clients]
-            our_prefix = asyncio.run(prefix_ttft(base, name))
+            servers.append(start_llama_cpp_server(args.model, args.threads))
+            (_, our_base, our_name), (_, their_base, their_name) = servers
+            for base, name in ((our_base, our_name), (their_base, their_name)):
+                asyncio.run(load_test(base, name, 1, 8))  # warm-up
+            ceilings: dict[int, float] = {}
+            ours: list[Run] = []
+            theirs: list[Run] = []
+            for c in clients:
+                print(f"{c} clients…", file=sys.stderr)
+                raw_runs, our_runs, their_runs = [], [], []
+                for _ in range(args.rounds):
+                    raw_runs.append(raw_in_subprocess(args, c))
+                    our_runs.append(asyncio.run(load_test(our_base, our_name, c, args.max_tokens)))
+                    their_runs.append(
+                        asyncio.run(load_test(their_base, their_name, c, args.max_tokens))
+                    )
+                ceilings[c] = statistics.median(raw_runs)
+                ours.append(median_run(our_runs))
+                theirs.append(median_run(their_runs))
+            our_prefix = asyncio.run(prefix_ttft(our_base, our_name))
+            their_prefix = asyncio.run(prefix_ttft(their_base, their_name))
         finally:
-            process.terminate()
-            process.wait()
-    process, base, name = start_llama_cpp_server(args.model, args.threads)
-    try:
-        print("llama_cpp.server…", file=sys.stderr)
-        theirs = [measure(base, name, c, args) for c in clients]
-        their_prefix = asyncio.run(prefix_ttft(base, name))
-    finally:
-        process.terminate()
-        process.wait()
+            for process, _, _ in servers:
+                process.terminate()
+                process.wait()
 
     by_clients = {r.clients: r for r in ours}
     their_by = {r.clients: r for r in theirs}

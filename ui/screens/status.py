@@ -35,7 +35,7 @@ class StatusScreen(Screen[None]):
             "id", "kind", "name", "memory", "usable", "reason"
         )
         self.query_one("#models", DataTable).add_columns(
-            "model", "state", "engine", "device", "context", "load time", "note"
+            "model", "state", "engine", "device", "slots", "context", "load time", "note"
         )
 
     def show_status(self, status: DaemonStatus) -> None:
@@ -59,12 +59,15 @@ class StatusScreen(Screen[None]):
         models.clear()
         for model in status.models_loaded:
             load_time = f"{model.load_seconds:.1f} s" if model.load_seconds else "-"
+            state = str(model.state)
+            if model.state == "loading" and model.load_progress is not None:
+                state = f"loading {model.load_progress:.0%}"
             models.add_row(
-                model.name, model.state, model.engine, model.device_id,
+                model.name, state, model.engine, model.device_id, str(model.slots or "-"),
                 str(model.context_length or "-"), load_time, model.error,
             )  # fmt: skip
         if not status.models_loaded:
-            models.add_row("(no model loaded)", "", "", "", "", "", "")
+            models.add_row("(no model loaded)", "", "", "", "", "", "", "")
 
     def show_unreachable(self, message: str) -> None:
         connection = self.query_one("#connection", Static)
