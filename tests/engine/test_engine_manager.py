@@ -13,16 +13,8 @@ from appliance.config import Config
 from appliance.engine.manager import EngineManager
 from appliance.engine.messages import Done, Submit
 from appliance.errors import EngineError, Overloaded
-from appliance.records import ModelFormat, ModelInfo, ModelState
-
-PROMPT = "<|im_start|>user\nTell me a long story about the sea.<|im_end|>\n<|im_start|>assistant\n"
-
-
-def model_info(path: Path, name: str = "smollm2") -> ModelInfo:
-    return ModelInfo(
-        name=name, format=ModelFormat.GGUF, path=str(path), sha256="0" * 64,
-        size_bytes=path.stat().st_size, context_length=8192,
-    )  # fmt: skip
+from appliance.records import ModelState
+from helpers.engine import PROMPT, model_info
 
 
 def manager_with(**engine: object) -> EngineManager:

@@ -14,16 +14,8 @@ from appliance.engine.client import WorkerProcess
 from appliance.engine.manager import EngineManager
 from appliance.engine.messages import Delta, Done, Load, Submit
 from appliance.errors import EngineDead, EngineError
-from appliance.records import ModelFormat, ModelInfo, ModelState
-
-PROMPT = "<|im_start|>user\nTell me a long story about the sea.<|im_end|>\n<|im_start|>assistant\n"
-
-
-def model_info(path: Path, name: str = "smollm2") -> ModelInfo:
-    return ModelInfo(
-        name=name, format=ModelFormat.GGUF, path=str(path), sha256="0" * 64,
-        size_bytes=path.stat().st_size, context_length=8192,
-    )  # fmt: skip
+from appliance.records import ModelState
+from helpers.engine import PROMPT, model_info
 
 
 async def test_worker_loads_the_model_in_its_own_process(embedded_model: Path) -> None:
