@@ -27,10 +27,13 @@ def _silence_native_logs() -> None:
     # which the daemon forwards to the journal).
     @ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p)
     def log(level: int, text: bytes, _: ctypes.c_void_p) -> None:
-        if level in (3, 4):  # GGML_LOG_LEVEL_WARN, GGML_LOG_LEVEL_ERROR
+        message = text.decode(errors="replace")
+        # With one KV pool for all slots llama.cpp sees a sequence that *could* grow to the
+        # whole pool and warns; the batcher caps every sequence at the per-slot context.
+        if level in (3, 4) and "n_ctx_seq" not in message:  # GGML_LOG_LEVEL_WARN, _ERROR
             import sys
 
-            sys.stderr.write(text.decode(errors="replace"))
+            sys.stderr.write(message)
 
     _silence_native_logs.callback = log  # type: ignore[attr-defined]  # keep it alive
     L.llama_log_set(log, None)
