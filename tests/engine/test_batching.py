@@ -169,3 +169,16 @@ async def test_reasoning_budget_closes_the_thinking_block(tmp_path: Path) -> Non
     assert closed, f"no </think> in {texts[0]!r}"
     # The forced closing arrives right after the budget's fourth token.
     assert thinking.endswith("\n") and len(thinking) <= 4 * 16
+
+
+async def test_a_conversation_stops_at_its_slots_context(embedded_model: Path) -> None:
+    small = WorkerProcess("smollm2")
+    await small.start(Load(str(embedded_model), 64, 2, slots=2), 60)
+    try:
+        submit = Submit("ctx", chat("Tell me a long story."), max_tokens=500, temperature=0)
+        _, dones = await collect(small, submit)
+    finally:
+        await small.stop()
+    [done] = dones
+    assert done.finish_reason == "length"
+    assert done.prompt_tokens + done.completion_tokens <= 64
