@@ -27,9 +27,10 @@ from appliance import __version__
 from appliance.api.app import create_admin_app, create_app
 from appliance.config import Config
 from appliance.devices import DeviceManager, DriverFailed
-from appliance.engine.manager import EngineManager
+from appliance.engine.manager import EngineManager, EnginePlacement, Placer
 from appliance.errors import ApplianceError, ConfigError, StorageError
 from appliance.firmware_hooks.runner import HookRunner
+from appliance.placement import place_model
 from appliance.records import DeviceEvent, ModelInfo
 from appliance.services import Services
 from appliance.store.keys import KeyStore
@@ -133,6 +134,15 @@ def bind_lan_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _placer(config: Config, devices: DeviceManager) -> Placer:
+    async def place(info: ModelInfo) -> EnginePlacement:
+        # The runtime probe runs a child process the first time: keep it off the event loop.
+        runtimes = await asyncio.to_thread(devices.runtimes)
+        return place_model(info, devices.devices(), runtimes, config)
+
+    return place
+
+
 def build_services(config: Config) -> tuple[Services, str | None]:
     """Open the state, make sure an API key exists; return the services and a new key, if any."""
     try:
@@ -157,7 +167,7 @@ def build_services(config: Config) -> tuple[Services, str | None]:
         config=config,
         store=store,
         keys=keys,
-        engine=EngineManager(config, listener=hooks.run_async),
+        engine=EngineManager(config, listener=hooks.run_async, placer=_placer(config, devices)),
         devices=devices,
         hooks=hooks,
         api_url=config.api.public_url or lan_url(host, port),

@@ -299,3 +299,7 @@ class LoadedModel(BaseModel):
     """Conversations this model decodes together."""
     restarts: int = 0
     """Times the worker was restarted after dying or hanging."""
+    backend: str = "CPU"
+    """The runtime's backend doing the work (`CPU`, `CUDA`, `CANN`)."""
+    placement: str = ""
+    """Why the model runs where it does, in words."""

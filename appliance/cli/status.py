@@ -30,3 +30,8 @@ def status(state: CliState, as_json: bool) -> None:
             str(model.context_length or "-"), model.error,
         )  # fmt: skip
     stdout_console.print(table)
+    for model in info.models_loaded:
+        if model.placement:
+            stdout_console.print(
+                f"{model.name} on {model.device_id}/{model.backend}: {model.placement}"
+            )

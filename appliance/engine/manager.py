@@ -28,6 +28,23 @@ log = logging.getLogger("appliance.engine")
 EventListener = Callable[[str, dict[str, object]], Awaitable[object]]
 """Told about lifecycle events (`model-loaded`, `model-unloaded`); the daemon runs hooks."""
 
+
+@dataclass(frozen=True)
+class EnginePlacement:
+    """Where and how a model runs, as the daemon's placement logic decided it."""
+
+    device_id: str
+    backend: str
+    """`CPU`, `CUDA`, `CANN`: the llama.cpp backend that does the work."""
+    gpu_layers: int
+    """Layers offloaded to the device; -1 all, 0 none."""
+    slots: int
+    """Sequence slots; 0 lets the worker size them from free host memory."""
+    reason: str
+
+
+Placer = Callable[[ModelInfo], Awaitable[EnginePlacement]]
+
 CRASH_WINDOW_S = 300.0
 CRASHES_BEFORE_GIVING_UP = 5
 HOUSEKEEPING_INTERVAL_S = 5.0
@@ -52,9 +69,16 @@ class _Model:
 
 
 class EngineManager:
-    def __init__(self, config: Config, *, listener: EventListener | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        listener: EventListener | None = None,
+        placer: Placer | None = None,
+    ) -> None:
         self.config = config
         self.listener = listener
+        self.placer = placer
         self._models: dict[str, _Model] = {}
         self._background: set[asyncio.Task[object]] = set()
         self._housekeeping: asyncio.Task[None] | None = None
@@ -113,14 +137,23 @@ class EngineManager:
         context = engine.context_length
         if model.info.context_length and (context == 0 or context > model.info.context_length):
             context = model.info.context_length  # never more than the model was trained on
+        placement = await self._place(model.info)
+        model.record.device_id = placement.device_id
+        model.record.backend = placement.backend
+        model.record.placement = placement.reason
         worker = WorkerProcess(model.info.name, on_progress=self._progress_setter(model))
         started = time.monotonic()
-        log.info("loading %s (%s threads, context %s)", model.info.name, threads, context)
+        log.info(
+            "loading %s on %s/%s (%s GPU layers, %s threads, context %s): %s",
+            model.info.name, placement.device_id, placement.backend, placement.gpu_layers,
+            threads, context, placement.reason,
+        )  # fmt: skip
         request = Load(
             model_path=model.info.path,
             context_length=context,
             threads=threads,
-            slots=engine.slots,
+            gpu_layers=placement.gpu_layers,
+            slots=placement.slots,
             batch_tokens=engine.batch_tokens,
         )
         try:
@@ -149,6 +182,18 @@ class EngineManager:
         model.supervisor = asyncio.create_task(
             self._supervise(model, worker), name=f"supervise-{model.info.name}"
         )
+
+    async def _place(self, info: ModelInfo) -> EnginePlacement:
+        cpu = EnginePlacement("cpu0", "CPU", 0, self.config.engine.slots, "")
+        if self.placer is None:
+            return cpu
+        try:
+            return await self.placer(info)
+        except Exception as error:  # a placement bug must not keep the model from loading
+            log.exception("placement of %s failed; loading on the CPU", info.name)
+            return EnginePlacement(
+                "cpu0", "CPU", 0, self.config.engine.slots, f"placement failed: {error}"
+            )
 
     @staticmethod
     def _progress_setter(model: _Model) -> Callable[[float], None]:
@@ -363,4 +408,4 @@ def default_threads() -> int:
     return psutil.cpu_count(logical=False) or os.cpu_count() or 1
 
 
-__all__ = ["EngineManager", "EventListener", "default_threads"]
+__all__ = ["EngineManager", "EnginePlacement", "EventListener", "Placer", "default_threads"]

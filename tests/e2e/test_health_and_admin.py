@@ -42,6 +42,8 @@ def test_admin_status_shows_devices_and_the_loaded_model(daemon: Daemon) -> None
     [model] = status.models_loaded
     assert (model.name, model.state, model.engine) == ("smollm2", "ready", "llama.cpp")
     assert model.pid and model.pid != daemon.process.pid, "the model must run in its own process"
+    assert (model.device_id, model.backend) == ("cpu0", "CPU")
+    assert "CPU" in model.placement, "the administrator sees why the model runs where it does"
 
 
 def test_admin_client_without_a_daemon_says_it_is_not_running(tmp_path) -> None:  # type: ignore[no-untyped-def]
