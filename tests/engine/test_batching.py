@@ -182,3 +182,38 @@ async def test_a_conversation_stops_at_its_slots_context(embedded_model: Path) -
     [done] = dones
     assert done.finish_reason == "length"
     assert done.prompt_tokens + done.completion_tokens <= 64
+
+
+async def test_prefix_is_copied_from_a_conversation_still_running(worker: WorkerProcess) -> None:
+    system = "You are the help desk of the ACME plant in Shenzhen. " * 15
+    first = Submit("busy", chat("Tell me a long story.", system), max_tokens=200, temperature=0)
+    second = Submit("copy", chat("Hi!", system), max_tokens=2)
+    running = worker.generate(first)
+    await anext(running)  # the first conversation is generating: its slot is busy
+    _, dones = await collect(worker, second)
+    await running.aclose()
+    assert dones[0].cached_tokens > 0.8 * dones[0].prompt_tokens
+
+
+async def test_cancelling_a_request_that_waits_for_a_slot_ends_it(embedded_model: Path) -> None:
+    single = WorkerProcess("smollm2")
+    await single.start(Load(str(embedded_model), 256, 2, slots=1), 60)
+    try:
+        running = single.generate(Submit("a", FRANCE, max_tokens=200))
+        await anext(running)
+        waiting = single.generate(Submit("b", FRANCE, max_tokens=200))
+        pending = asyncio.ensure_future(anext(waiting))
+        await asyncio.sleep(0.2)
+        assert (await single.stats()).waiting == 1
+        pending.cancel()
+        await asyncio.gather(pending, return_exceptions=True)
+        await waiting.aclose()  # the client went away before its turn
+        await running.aclose()
+        for _ in range(50):
+            stats = await single.stats()
+            if stats.waiting == 0 and stats.slots_busy == 0:
+                break
+            await asyncio.sleep(0.05)
+        assert (stats.waiting, stats.slots_busy) == (0, 0)
+    finally:
+        await single.stop()
