@@ -59,6 +59,7 @@ def test_requests_beyond_slots_and_queue_get_429_with_retry_after(one_slot_daemo
         "stream": True,
         "max_tokens": 400,
         "messages": [{"role": "user", "content": "Tell me a very long story."}],
+        "logit_bias": {"0": -100, "2": -100},  # no end-of-text: the slot stays busy
     }
 
     async def scenario() -> httpx.Response:

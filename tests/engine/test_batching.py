@@ -199,7 +199,9 @@ async def test_cancelling_a_request_that_waits_for_a_slot_ends_it(embedded_model
     single = WorkerProcess("smollm2")
     await single.start(Load(str(embedded_model), 256, 2, slots=1), 60)
     try:
-        running = single.generate(Submit("a", FRANCE, max_tokens=200))
+        # SmolLM2's end-of-text (0) and <|im_end|> (2) are banned: "a" must keep the slot.
+        endless = {0: -100.0, 2: -100.0}
+        running = single.generate(Submit("a", FRANCE, max_tokens=250, logit_bias=endless))
         await anext(running)
         waiting = single.generate(Submit("b", FRANCE, max_tokens=200))
         pending = asyncio.ensure_future(anext(waiting))

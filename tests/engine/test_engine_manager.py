@@ -55,7 +55,9 @@ async def test_requests_beyond_slots_and_queue_are_refused_as_overloaded(
         started = asyncio.Event()
 
         async def consume(request_id: str) -> None:
-            async for _ in manager.generate(info, Submit(request_id, PROMPT, max_tokens=300)):
+            endless = {0: -100.0, 2: -100.0}  # no end-of-text: the slot stays busy
+            submit = Submit(request_id, PROMPT, max_tokens=300, logit_bias=endless)
+            async for _ in manager.generate(info, submit):
                 started.set()
 
         # One request in the slot, one in the queue: the model is full.
