@@ -235,11 +235,12 @@ def _describe(exc: ValidationError, path: Path, listen_override: str | None) -> 
             lines.append(f"unknown key '{key}' in {path} (known keys here: {known})")
             continue
         message = error["msg"].removeprefix("Value error, ")
+        where = f"in {path}"
         if key == "listen" and listen_override:
-            key = "api.listen (APPLIANCE_LISTEN)"
+            key, where = "api.listen", "from APPLIANCE_LISTEN"
         got = error.get("input")
         shown = "" if isinstance(got, dict) or "got" in message else f", got {got!r}"
-        lines.append(f"invalid value for '{key}' in {path}: {message}{shown}")
+        lines.append(f"invalid value for '{key}' {where}: {message}{shown}")
     return "; ".join(lines)
 
 
