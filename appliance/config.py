@@ -236,8 +236,11 @@ def _describe(exc: ValidationError, path: Path, listen_override: str | None) -> 
             continue
         message = error["msg"].removeprefix("Value error, ")
         where = f"in {path}"
+        variable = "APPLIANCE_" + key.upper().replace(".", "__")
         if key == "listen" and listen_override:
             key, where = "api.listen", "from APPLIANCE_LISTEN"
+        elif variable in os.environ:
+            where = f"from {variable}"
         got = error.get("input")
         shown = "" if isinstance(got, dict) or "got" in message else f", got {got!r}"
         lines.append(f"invalid value for '{key}' {where}: {message}{shown}")

@@ -129,3 +129,12 @@ def test_serve_refuses_a_bad_config_before_binding_anything(tmp_path: Path) -> N
     assert result.returncode == 2
     assert "api.listen" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "admin.sock").exists()
+
+
+def test_bad_value_from_the_environment_names_the_variable_not_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("APPLIANCE_ENGINE__THREADS", "many")
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, "[engine]\nthreads = 2\n"))
+    assert "'engine.threads' from APPLIANCE_ENGINE__THREADS" in caught.value.message
