@@ -49,6 +49,7 @@ class DeviceManager:
         self._refreshing = threading.Lock()
         self._subscribers: list[Subscriber] = []
         self._probe = runtime_probe
+        self._probing = threading.Lock()
         self._runtimes: RuntimeReport | None = None
         self.cache = TelemetryCache(history_length)
 
@@ -109,9 +110,12 @@ class DeviceManager:
 
     def runtimes(self, refresh: bool = False) -> RuntimeReport:
         """What llama.cpp and onnxruntime can use; probed once, in a child process, on demand."""
-        if self._runtimes is None or refresh:
-            self._runtimes = self._probe()
-        return self._runtimes
+        # One probe at a time: at boot the first model load and the boot task ask together,
+        # and the probe starts a process that loads llama.cpp; the second caller gets its answer.
+        with self._probing:
+            if self._runtimes is None or refresh:
+                self._runtimes = self._probe()
+            return self._runtimes
 
     def placements(self) -> list[Placement]:
         return plan(self.devices(), self.runtimes())

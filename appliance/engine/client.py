@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import signal
 import sys
 from collections.abc import AsyncIterator, Callable
 
@@ -256,8 +257,6 @@ def new_request_id() -> str:
 
 def _describe_exit(returncode: int) -> str:
     if returncode < 0:
-        import signal
-
         try:
             name = signal.Signals(-returncode).name
         except ValueError:

@@ -106,9 +106,9 @@ class EngineManager:
         if model and model.loading and not model.loading.done():
             model.record.pinned |= pinned
             return model.loading
-        if model and model.ready:
+        if model and model.ready and model.loading:
             model.record.pinned |= pinned
-            return self._spawn(asyncio.sleep(0))  # type: ignore[arg-type]
+            return model.loading  # the finished load that made it ready
         if model is None:
             model = self._models[info.name] = _Model(info=info, record=self._record(info))
         model.record.pinned |= pinned

@@ -9,6 +9,7 @@ surface is small and easy to review. May import engine.messages only (plus llama
 from __future__ import annotations
 
 import ctypes
+import sys
 import time
 from collections.abc import Callable, Sequence
 
@@ -31,8 +32,6 @@ def _silence_native_logs() -> None:
         # With one KV pool for all slots llama.cpp sees a sequence that *could* grow to the
         # whole pool and warns; the batcher caps every sequence at the per-slot context.
         if level in (3, 4) and "n_ctx_seq" not in message:  # GGML_LOG_LEVEL_WARN, _ERROR
-            import sys
-
             sys.stderr.write(message)
 
     _silence_native_logs.callback = log  # type: ignore[attr-defined]  # keep it alive
