@@ -62,6 +62,7 @@ test: setup test-system-deps
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(PY) -m pytest -q tests/test_import_contracts.py
 
 clean:
 	rm -rf $(VENV) $(RUN_HOME) .pytest_cache
