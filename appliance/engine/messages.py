@@ -25,7 +25,6 @@ class Load(msgspec.Struct, tag="load"):
     them from the fit planner (at least 1)."""
     batch_tokens: int = 512
     """Most tokens in one decode step: caps prompt chunks so long prompts do not stall others."""
-    embeddings: bool = False
     runtime_dir: str = ""
     """The llama.cpp build's library folder (appliance.runtime); the worker loads nothing else."""
     backend_libs: list[str] = msgspec.field(default_factory=list)
