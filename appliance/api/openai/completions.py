@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field, field_validator
 
 from appliance.api.deps import ServicesDep
 from appliance.api.openai import convert
+from appliance.api.openai.limits import check_sampling
 from appliance.api.openai.protocol import Usage
 from appliance.api.openai.sampling import SamplingRequest
 from appliance.api.openai.serving import engine_messages, resolve_model
@@ -98,6 +99,7 @@ def legacy_logprobs(items: list[TokenLogprob], offset: int) -> LegacyLogprobs:
 async def create_completion(
     body: CompletionRequest, services: ServicesDep
 ) -> JSONResponse | StreamingResponse:
+    check_sampling(body, services.config.limits)
     info = resolve_model(services, body.model)
     submit = body.to_engine_request(new_request_id(), services.config.engine.max_tokens)
     # Load (or wait for the load) and admit before answering: errors get real HTTP statuses.
