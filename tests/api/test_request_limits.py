@@ -1,4 +1,4 @@
-"""Request bounds (`config.limits`): each one refuses with a 400 naming the field and the setting."""
+"""Request bounds (`config.limits`): each refuses with a 400 naming the field and the setting."""
 
 from __future__ import annotations
 
@@ -112,7 +112,8 @@ def test_a_schema_nested_far_beyond_the_stack_is_refused_without_recursion() -> 
 def test_limits_come_from_the_configuration() -> None:
     body = chat(n=3)
     check_chat(body, LIMITS)
-    with pytest.raises(UsageError, match=r"n: 3 is more than the limit of 2 \(limits.max_choices\)"):
+    expected = r"n: 3 is more than the limit of 2 \(limits.max_choices\)"
+    with pytest.raises(UsageError, match=expected):
         check_chat(body, LimitsSettings(max_choices=2))
 
 
