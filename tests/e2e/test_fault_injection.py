@@ -142,7 +142,8 @@ def test_a_malformed_response_format_schema_fails_only_its_request(target: Daemo
     fmt = {"type": "json_schema", "json_schema": {"name": "x", "schema": schema}}
 
     response, _ = drill(target, chat(target, response_format=fmt))
-    assert error_of(response, 400).startswith("response_format: the JSON schema cannot be used")
+    assert error_of(response, 400).startswith("response_format (or the forced tool's parameters)")
+    assert "the JSON schema cannot be used" in error_of(response, 400)
 
 
 def test_a_malformed_forced_tool_schema_fails_only_its_request(target: Daemon) -> None:

@@ -191,12 +191,12 @@ async def test_a_token_id_outside_the_vocabulary_is_refused(worker) -> None:
 
 async def test_penalty_last_n_minus_one_penalises_over_the_whole_context(worker) -> None:
     async def text(last_n: int) -> str:
-        prompt = "<|im_start|>user\nSay yes many times.<|im_end|>\n<|im_start|>assistant\n"
+        # Greedy, and no end-of-text: 60 tokens of a small model repeat themselves.
         submit = Submit(
-            f"p{last_n}", prompt, max_tokens=40, temperature=0, repeat_penalty=3.0,
-            penalty_last_n=last_n,
+            f"p{last_n}", PROMPT, max_tokens=60, temperature=0, repeat_penalty=1.5,
+            penalty_last_n=last_n, logit_bias={0: -100.0, 2: -100.0},
         )  # fmt: skip
-        return "".join(m.text async for m in worker.generate(submit) if isinstance(m, Delta))
+        return "".join([m.text async for m in worker.generate(submit) if isinstance(m, Delta)])
 
     whole = await text(-1)
     # -1 is not "off" (llama.cpp's sampler reads it so): it is as long as the context.

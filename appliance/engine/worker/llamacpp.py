@@ -192,7 +192,8 @@ class LlamaRuntime:
             return _grammar_from_schema(request.json_schema)
         except Exception as error:  # the converter raises anything on a malformed schema
             raise RequestRejected(
-                f"response_format: the JSON schema cannot be used to constrain the output "
+                "response_format (or the forced tool's parameters): the JSON schema cannot be "
+                "used to constrain the output "
                 f"({type(error).__name__}: {error}); check it against the JSON Schema spec"
             ) from None
 
@@ -214,11 +215,13 @@ class LlamaRuntime:
             )
             add(L.llama_sampler_init_logit_bias(self.n_vocab, len(request.logit_bias), biases))
         if request.repeat_penalty != 1.0 or request.presence_penalty or request.frequency_penalty:
-            # llama.cpp's sampler reads -1 as "off"; its servers mean "the whole context".
+            # llama.cpp's sampler reads -1 as "off" (its servers mean "the whole context") and
+            # allocates a ring of last_n tokens per choice: never more than the context.
             last_n = request.penalty_last_n
             last_n = self.context_length if last_n < 0 else min(last_n, self.context_length)
             add(
                 L.llama_sampler_init_penalties(
+                    self.n_vocab,
                     last_n,
                     request.repeat_penalty,
                     request.frequency_penalty,
