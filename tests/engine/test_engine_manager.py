@@ -168,3 +168,17 @@ async def test_an_explicit_load_with_no_room_is_refused_with_503_not_500(
         await stream.aclose()
     finally:
         await manager.shutdown()
+
+
+async def test_out_of_memory_the_kernel_picks_a_worker_before_the_daemon(
+    embedded_model: Path,
+) -> None:
+    manager = manager_with()
+    try:
+        worker = await manager.ensure_ready(model_info(embedded_model))
+        worker_score = int(Path(f"/proc/{worker.pid}/oom_score_adj").read_text())
+        own_score = int(Path("/proc/self/oom_score_adj").read_text())
+        assert worker_score == manager.config.engine.worker_oom_score_adj == 500
+        assert worker_score > own_score
+    finally:
+        await manager.shutdown()

@@ -19,7 +19,8 @@ from appliance.config import LimitsSettings
 from appliance.errors import UsageError
 
 
-def _over(field: str, got: int, limit: int, setting: str, unit: str = "") -> UsageError:
+def over_limit(field: str, got: int, limit: int, setting: str, unit: str = "") -> UsageError:
+    """The error for `field` over `limits.<setting>`, naming both."""
     what = f"{got:,}{unit}" if unit else f"{got:,}"
     return UsageError(
         f"{field}: {what} is more than the limit of {limit:,}{unit} (limits.{setting}); "
@@ -30,24 +31,28 @@ def _over(field: str, got: int, limit: int, setting: str, unit: str = "") -> Usa
 def check_sampling(body: SamplingRequest, limits: LimitsSettings) -> None:
     """Bounds shared by chat and text completions."""
     if body.max_tokens is not None and body.max_tokens > limits.max_tokens:
-        raise _over("max_tokens", body.max_tokens, limits.max_tokens, "max_tokens")
+        raise over_limit("max_tokens", body.max_tokens, limits.max_tokens, "max_tokens")
     if body.n > limits.max_choices:
-        raise _over("n", body.n, limits.max_choices, "max_choices")
+        raise over_limit("n", body.n, limits.max_choices, "max_choices")
     stops = body.stop_list()
     if len(stops) > limits.max_stops:
-        raise _over("stop", len(stops), limits.max_stops, "max_stops", " sequences")
+        raise over_limit("stop", len(stops), limits.max_stops, "max_stops", " sequences")
     for stop in stops:
         if len(stop) > limits.max_stop_chars:
-            raise _over("stop", len(stop), limits.max_stop_chars, "max_stop_chars", " characters")
+            raise over_limit(
+                "stop", len(stop), limits.max_stop_chars, "max_stop_chars", " characters"
+            )
     bias = body.logit_bias or {}
     if len(bias) > limits.max_logit_bias:
-        raise _over("logit_bias", len(bias), limits.max_logit_bias, "max_logit_bias", " entries")
+        raise over_limit(
+            "logit_bias", len(bias), limits.max_logit_bias, "max_logit_bias", " entries"
+        )
     if body.penalty_last_n > limits.max_penalty_last_n:
-        raise _over(
+        raise over_limit(
             "penalty_last_n", body.penalty_last_n, limits.max_penalty_last_n, "max_penalty_last_n"
         )
     if body.grammar is not None and len(body.grammar.encode()) > limits.max_schema_bytes:
-        raise _over(
+        raise over_limit(
             "grammar", len(body.grammar.encode()), limits.max_schema_bytes, "max_schema_bytes",
             " bytes",
         )  # fmt: skip
@@ -61,13 +66,15 @@ def check_sampling(body: SamplingRequest, limits: LimitsSettings) -> None:
 
 def check_chat(body: ChatCompletionRequest, limits: LimitsSettings) -> None:
     if len(body.messages) > limits.max_messages:
-        raise _over("messages", len(body.messages), limits.max_messages, "max_messages")
+        raise over_limit("messages", len(body.messages), limits.max_messages, "max_messages")
     if body.max_completion_tokens is not None and body.max_completion_tokens > limits.max_tokens:
-        raise _over(
+        raise over_limit(
             "max_completion_tokens", body.max_completion_tokens, limits.max_tokens, "max_tokens"
         )
     if body.top_logprobs > limits.max_top_logprobs:
-        raise _over("top_logprobs", body.top_logprobs, limits.max_top_logprobs, "max_top_logprobs")
+        raise over_limit(
+            "top_logprobs", body.top_logprobs, limits.max_top_logprobs, "max_top_logprobs"
+        )
     check_sampling(body, limits)
     for index, message in enumerate(body.messages):
         for number, call in enumerate(message.tool_calls or []):
@@ -75,7 +82,7 @@ def check_chat(body: ChatCompletionRequest, limits: LimitsSettings) -> None:
             check_nesting(field, call.function.arguments, limits)
     tools = body.tools or []
     if len(tools) > limits.max_tools:
-        raise _over("tools", len(tools), limits.max_tools, "max_tools")
+        raise over_limit("tools", len(tools), limits.max_tools, "max_tools")
     for index, tool in enumerate(tools):
         check_schema(f"tools[{index}].function.parameters", tool.function.parameters, limits)
         # The whole definition reaches the chat template, unknown fields included.
@@ -90,9 +97,9 @@ def check_schema(field: str, schema: Any, limits: LimitsSettings) -> None:
     _, refs = check_nesting(field, schema, limits)
     size = len(json.dumps(schema))
     if size > limits.max_schema_bytes:
-        raise _over(field, size, limits.max_schema_bytes, "max_schema_bytes", " bytes")
+        raise over_limit(field, size, limits.max_schema_bytes, "max_schema_bytes", " bytes")
     if len(refs) > limits.max_schema_refs:
-        raise _over(f"{field} $ref", len(refs), limits.max_schema_refs, "max_schema_refs")
+        raise over_limit(f"{field} $ref", len(refs), limits.max_schema_refs, "max_schema_refs")
     for ref in refs:
         # The grammar converter would fetch an http(s) reference: from inside the appliance.
         if not isinstance(ref, str) or not ref.startswith("#"):
