@@ -177,8 +177,9 @@ class WorkerProcess:
         if future is not None and not future.done():
             future.set_result(message)
 
-    async def _request(self, key: object, message: ToWorker, timeout_s: float) -> object:
-        """Send and wait for the reply; `timeout_s` bounds both (TimeoutError)."""
+    async def _request(self, key: object, message: ToWorker, timeout_s: float | None) -> object:
+        """Send and wait for the reply; `timeout_s` bounds both (TimeoutError; None: no bound
+        but the send's own and the worker's life)."""
         future: asyncio.Future[object] = asyncio.get_running_loop().create_future()
         self._replies[key] = future
         try:
@@ -206,7 +207,9 @@ class WorkerProcess:
         assert isinstance(reply, Stats)
         return reply
 
-    async def embed(self, inputs: list[str], normalize: bool, timeout_s: float) -> Embeddings:
+    async def embed(
+        self, inputs: list[str], normalize: bool, timeout_s: float | None
+    ) -> Embeddings:
         request_id = new_request_id()
         answered = False
         try:
@@ -214,7 +217,7 @@ class WorkerProcess:
             answered = True
         except TimeoutError:
             raise EngineError(
-                f"the embeddings took longer than {timeout_s:.0f} s; send fewer or shorter texts"
+                f"the embeddings took longer than {timeout_s} s; send fewer or shorter texts"
             ) from None
         finally:
             if not answered and self.alive:  # timed out or the client left: stop the work

@@ -328,9 +328,9 @@ class EngineManager:
         model = self._models[info.name]
         model.in_flight += 1
         try:
-            return await worker.embed(
-                inputs, normalize, timeout_s=self.config.engine.hang_timeout_s
-            )
+            # No deadline of its own: the work is bounded by limits.max_embedding_inputs and the
+            # context, it runs between decode steps, and a hung worker fails the heartbeat.
+            return await worker.embed(inputs, normalize, timeout_s=None)
         finally:
             model.in_flight -= 1
             model.last_used = time.monotonic()

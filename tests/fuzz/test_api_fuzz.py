@@ -47,6 +47,9 @@ def fuzzed(tmp_path_factory: pytest.TempPathFactory, embedded_model: Path) -> It
         APPLIANCE_API__OPENAPI_DOCS="true",
         APPLIANCE_ENGINE__CONTEXT_LENGTH="512",
         APPLIANCE_ENGINE__SLOTS="4",
+        # One thread: llama.cpp's threads spin at every step's barrier, and on a busy 2-core
+        # box two of them crawl (a 135M model at 2 tokens/s was seen).
+        APPLIANCE_ENGINE__THREADS="1",
         # Small answers keep thousands of requests quick; the bounds are what is fuzzed.
         APPLIANCE_ENGINE__MAX_TOKENS="4",
         APPLIANCE_LIMITS__MAX_TOKENS="8",
