@@ -16,6 +16,7 @@ import logging
 import os
 import signal
 import socket
+import stat
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -91,7 +92,23 @@ def bind_admin_socket(path: Path) -> socket.socket:
         raise StorageError(
             f"cannot create the admin socket folder {path.parent}: {exc.strerror}"
         ) from None
-    if path.exists():
+    try:
+        mode = path.lstat().st_mode  # lstat: a dangling link must not look like a free path
+    except FileNotFoundError:
+        mode = None
+    except OSError as exc:
+        raise ConfigError(f"cannot check the admin socket path {path}: {exc.strerror}") from None
+    if mode is not None and not stat.S_ISSOCK(mode):
+        kind = (
+            "a symbolic link" if stat.S_ISLNK(mode)
+            else "a directory" if stat.S_ISDIR(mode)
+            else "a file"
+        )  # fmt: skip
+        raise ConfigError(
+            f"the admin socket path {path} is {kind}, not a socket; remove it or set "
+            "paths.admin_socket to another path"
+        )
+    if mode is not None:
         probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             probe.connect(str(path))
@@ -110,6 +127,9 @@ def bind_admin_socket(path: Path) -> socket.socket:
     old_umask = os.umask(0o117)  # never let the socket exist with wider permissions
     try:
         sock.bind(str(path))
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(f"cannot create the admin socket {path}: {exc.strerror}") from None
     finally:
         os.umask(old_umask)
     os.chmod(path, 0o660)
