@@ -60,11 +60,13 @@ class ApplianceApp(App[None]):
     daemon_error: reactive[str] = reactive("")
     """Why the daemon cannot be reached now; empty while it answers. The banner shows it."""
 
-    def __init__(self, admin_socket: Path, refresh_s: float = 2.0) -> None:
+    def __init__(
+        self, admin_socket: Path, refresh_s: float = 2.0, client: AsyncAdminClient | None = None
+    ) -> None:
         super().__init__()
         self.admin_socket = admin_socket
         self.refresh_s = refresh_s
-        self.client = AsyncAdminClient(admin_socket)
+        self.client = client or AsyncAdminClient(admin_socket)
         self.status: DaemonStatus | None = None
         self._polling = False
 

@@ -13,6 +13,7 @@ from textual.app import ComposeResult
 from textual.screen import Screen
 from textual.widgets import Footer
 
+from appliance.client.calls import Call
 from appliance.errors import ApplianceError, DaemonUnreachable
 from appliance.ui.widgets.banner import DaemonBanner
 from appliance.ui.widgets.nav import NavBar
@@ -48,7 +49,8 @@ class ConsoleScreen(Screen[None]):
 
     def on_mount(self) -> None:
         if self.REFRESH_S:
-            self.set_interval(self.REFRESH_S, self._refresh_if_shown)
+            every = min(self.REFRESH_S, self.console.refresh_s)
+            self.set_interval(every, self._refresh_if_shown)
 
     def on_screen_resume(self) -> None:
         self.action_refresh()
@@ -60,22 +62,27 @@ class ConsoleScreen(Screen[None]):
     def action_refresh(self) -> None:
         """Fetch what the screen shows (in a worker); subclasses override."""
 
-    async def poll(self, call: Awaitable[T]) -> T | None:
+    async def _run(self, call: Call[T] | Awaitable[T]) -> T:
+        # A Call becomes a request only here, so a refresh cancelled before it starts leaves no
+        # un-awaited coroutine behind.
+        return await (self.client.run(call) if isinstance(call, Call) else call)
+
+    async def poll(self, call: Call[T] | Awaitable[T]) -> T | None:
         """For refreshes: a dead daemon goes to the banner (the app retries), other errors to
         the modal."""
         try:
-            return await call
+            return await self._run(call)
         except DaemonUnreachable as error:
             self.console.daemon_error = error.message
         except ApplianceError as error:
             self.console.show_error(error)
         return None
 
-    async def act(self, call: Awaitable[T]) -> T | None:
+    async def act(self, call: Call[T] | Awaitable[T]) -> T | None:
         """For an administrator's action: any failure opens the error modal, worded by the
         daemon (or by the client when the daemon cannot be reached)."""
         try:
-            return await call
+            return await self._run(call)
         except ApplianceError as error:
             self.console.show_error(error)
         return None

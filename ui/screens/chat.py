@@ -40,6 +40,7 @@ class Answer(Vertical):
         self.question = question
         self.text = ""
         self.reasoning = ""
+        self.figures_text = ""
 
     def compose(self) -> ComposeResult:
         yield Static(f"> {self.question}", classes="question", markup=False)
@@ -60,6 +61,7 @@ class Answer(Vertical):
     def finish(self, figures: str) -> None:
         if not self.text:
             self.query_one(".answer-text", Static).update("(no answer text)")
+        self.figures_text = figures
         self.query_one(".figures", Static).update(figures)
 
 
@@ -107,8 +109,8 @@ class ChatScreen(ConsoleScreen):
 
     @work(exclusive=True, group="chat-models")
     async def _models(self) -> None:
-        status = await self.poll(self.client.status())
-        models = await self.poll(self.client.run(calls.models()))
+        status = await self.poll(calls.status())
+        models = await self.poll(calls.models())
         if status is None or models is None:
             return
         ready = {m.name for m in status.models_loaded if m.state == "ready"}

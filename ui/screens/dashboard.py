@@ -64,7 +64,7 @@ def _model_row(model: LoadedModel) -> tuple[str, ...]:
 
 class DashboardScreen(ConsoleScreen):
     MODE = "dashboard"
-    REFRESH_S = 2.0
+    REFRESH_S = 2.0  # the app's --refresh overrides it
     BINDINGS = [
         Binding("r", "refresh", "Refresh", id="dashboard.refresh", tooltip="Ask the daemon now"),
     ]
@@ -92,15 +92,15 @@ class DashboardScreen(ConsoleScreen):
 
     @work(exclusive=True, group="dashboard")
     async def _refresh(self) -> None:
-        status = await self.poll(self.client.status())
+        status = await self.poll(calls.status())
         if status is None:
             return
         telemetry, host, report, hooks, errors = await asyncio.gather(
-            self.poll(self.client.device_telemetry(history=True)),
-            self.poll(self.client.run(calls.host())),
-            self.poll(self.client.run(calls.runtimes())),
-            self.poll(self.client.run(calls.hook_runs())),
-            self.poll(self.client.run(calls.logs(level="ERROR", limit=10))),
+            self.poll(calls.device_telemetry(history=True)),
+            self.poll(calls.host()),
+            self.poll(calls.runtimes()),
+            self.poll(calls.hook_runs()),
+            self.poll(calls.logs(level="ERROR", limit=10)),
         )
         self.query_one("#service", Static).update(_service_text(status))
         self.query_one("#runtime", Static).update(runtime_line(report, status))

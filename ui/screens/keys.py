@@ -51,7 +51,7 @@ class KeysScreen(ConsoleScreen):
 
     @work(exclusive=True, group="keys")
     async def _refresh(self) -> None:
-        found = await self.poll(self.client.run(calls.keys()))
+        found = await self.poll(calls.keys())
         if found is None:
             return
         self.keys = {str(k.id): k for k in found}
@@ -83,7 +83,7 @@ class KeysScreen(ConsoleScreen):
 
     @work(exclusive=True, group="keys-action")
     async def _create(self, name: str, scope: str, reasoning: str | None) -> None:
-        created = await self.act(self.client.run(calls.create_key(name or None, scope, reasoning)))
+        created = await self.act(calls.create_key(name or None, scope, reasoning))
         if created is not None:
             self.app.push_screen(SecretScreen(created))
         self._refresh()
@@ -102,7 +102,7 @@ class KeysScreen(ConsoleScreen):
 
     @work(exclusive=True, group="keys-action")
     async def _revoke(self, key_id: str) -> None:
-        revoked = await self.act(self.client.run(calls.revoke_key(key_id)))
+        revoked = await self.act(calls.revoke_key(key_id))
         if revoked is not None:
             self.notify(f"{revoked.name} revoked", title="Keys")
         self._refresh()
@@ -120,5 +120,5 @@ class KeysScreen(ConsoleScreen):
 
     @work(exclusive=True, group="keys-action")
     async def _set_reasoning(self, key_id: str, choice: str | None) -> None:
-        await self.act(self.client.run(calls.update_key(key_id, choice)))
+        await self.act(calls.update_key(key_id, choice))
         self._refresh()

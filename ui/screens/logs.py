@@ -65,8 +65,8 @@ class LogsScreen(ConsoleScreen):
 
     @work(exclusive=True, group="logs")
     async def _refresh(self) -> None:
-        runs = await self.poll(self.client.run(calls.hook_runs()))
-        lines = await self.poll(self.client.run(calls.logs(self.after, self.level, 500)))
+        runs = await self.poll(calls.hook_runs())
+        lines = await self.poll(calls.logs(self.after, self.level, 500))
         if runs is not None and runs != self.runs:
             self._show_runs(runs)
         if lines:

@@ -86,9 +86,7 @@ class ModelsScreen(ConsoleScreen):
 
     @work(exclusive=True, group="models")
     async def _refresh(self) -> None:
-        models, status = await asyncio.gather(
-            self.poll(self.client.run(calls.models())), self.poll(self.client.status())
-        )
+        models, status = await asyncio.gather(self.poll(calls.models()), self.poll(calls.status()))
         if models is None or status is None:
             return
         self.installed = {m.name: m for m in models}
@@ -98,14 +96,14 @@ class ModelsScreen(ConsoleScreen):
         self.fits.update({m.name: plan for m, plan in zip(missing, plans, strict=True)})
         self._fill_installed()
         if not self.catalog:
-            entries = await self.poll(self.client.run(calls.catalog()))
+            entries = await self.poll(calls.catalog())
             self.catalog = {e.id: e for e in entries or []}
             self._fill_catalog()
 
     async def _fit_of(self, model: ModelInfo) -> FitPlan | None:
         if model.shape is None:
             return None  # ONNX or an old import: the planner has nothing to go on
-        return await self.poll(self.client.run(calls.fit_model(model.name)))
+        return await self.poll(calls.fit_model(model.name))
 
     def _fill_installed(self) -> None:
         table = self.query_one("#installed", DataTable)
@@ -164,7 +162,7 @@ class ModelsScreen(ConsoleScreen):
             self.run_worker(self._load(name), group=f"load-{name}", exclusive=True)
 
     async def _load(self, name: str) -> None:
-        loaded = await self.act(self.client.run(calls.load_model(name)))
+        loaded = await self.act(calls.load_model(name))
         if loaded is not None:
             self.notify(f"{name} {loaded.state} on {loaded.device_id}", title="Load")
         self.action_refresh()
@@ -175,7 +173,7 @@ class ModelsScreen(ConsoleScreen):
 
     @work(exclusive=True, group="models-action")
     async def _unload(self, name: str) -> None:
-        result = await self.act(self.client.run(calls.unload_model(name)))
+        result = await self.act(calls.unload_model(name))
         if result is not None:
             self.notify(f"{name} unloaded" if result.unloaded else f"{name} was not loaded")
         self.action_refresh()
@@ -194,7 +192,7 @@ class ModelsScreen(ConsoleScreen):
 
     @work(exclusive=True, group="models-action")
     async def _delete(self, name: str) -> None:
-        if await self.act(self.client.run(calls.remove_model(name))) is not None:
+        if await self.act(calls.remove_model(name)) is not None:
             self.notify(f"{name} deleted", title="Delete")
             self.fits.pop(name, None)
         self.action_refresh()
@@ -208,13 +206,13 @@ class ModelsScreen(ConsoleScreen):
 
     @work(exclusive=True, group="models-details")
     async def _details(self, name: str) -> None:
-        info = await self.act(self.client.run(calls.show_model(name)))
+        info = await self.act(calls.show_model(name))
         if info is None:
             return
         loaded = self.loaded.get(name)
         stats = None
         if loaded is not None and loaded.state == "ready":
-            stats = await self.act(self.client.run(calls.model_stats(name)))
+            stats = await self.act(calls.model_stats(name))
         text = model_details(info, loaded, self.fits.get(name), stats)
         self.app.push_screen(TextModal(f"Model {name}", text))
 
