@@ -95,9 +95,8 @@ async def test_the_catalog_tab_lists_deepseek_builds_with_a_verdict(console_daem
         catalog = rows(app, "#catalog")
         assert any("DeepSeek-R1" in row[0] for row in catalog)
         assert {row[3] for row in catalog} <= {"fits", "partial", "CPU only", "no fit"}
-        await pilot.press("right")
+        await pilot.press("t")
         await pilot.pause()
-        app.screen.query_one("#catalog", DataTable).focus()
         await pilot.press("enter")
         await settle(pilot, lambda: app.screen.query("#text-body"), "the catalog details")
         assert "On this box:" in text(app, "#text-body")

@@ -40,6 +40,8 @@ class ModelsScreen(ConsoleScreen):
     MODE = "models"
     REFRESH_S = 2.0
     BINDINGS = [
+        Binding("t", "other_tab", "Catalog", id="models.tab",
+                tooltip="Switch between the installed models and the catalog"),
         Binding("i", "import_model", "Import", id="models.import",
                 tooltip="Import from a path, a USB stick or a LAN URL"),
         Binding("l", "load", "Load", id="models.load", tooltip="Load the selected model"),
@@ -48,7 +50,8 @@ class ModelsScreen(ConsoleScreen):
                 tooltip="Remove the model's files (asks first)"),
         Binding("enter", "details", "Details", id="models.details", show=False,
                 tooltip="Metadata, template, fit and live counters"),
-        Binding("r", "refresh", "Refresh", id="models.refresh", tooltip="Ask the daemon now"),
+        Binding("r", "refresh", "Refresh", id="models.refresh", show=False,
+                tooltip="Ask the daemon now"),
     ]  # fmt: skip
     PALETTE = [
         ("Import a model", "From a path, a USB stick or a LAN URL", "import_model"),
@@ -145,6 +148,12 @@ class ModelsScreen(ConsoleScreen):
             return None
         key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
         return self.catalog.get(key or "")
+
+    def action_other_tab(self) -> None:
+        tabs = self.query_one(TabbedContent)
+        tabs.active = "installed-tab" if self._on_catalog() else "catalog-tab"
+        table = "#catalog" if self._on_catalog() else "#installed"
+        self.query_one(table, DataTable).focus()
 
     def action_import_model(self) -> None:
         entry = self._selected_catalog() if self._on_catalog() else None
