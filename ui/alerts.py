@@ -23,6 +23,12 @@ def alerts(
 ) -> list[str]:
     now = time.time() if now is None else now
     found = [f"device {d.id} unusable: {d.reason}" for d in status.devices if not d.usable]
+    runtime = status.runtime
+    if runtime is not None:
+        if runtime.cpu_variant is not None and not runtime.cpu_variant.variant:
+            found.append(f"llama.cpp cannot run here: {runtime.cpu_variant.reason}")
+        if runtime.needed_runtime:
+            found.append(runtime.needed_runtime)
     if telemetry:
         found += [
             f"device {sample.device_id}: no telemetry ({sample.error})"
@@ -47,23 +53,13 @@ def alerts(
     return found
 
 
-def runtime_line(report: RuntimeReport | None, status: DaemonStatus) -> str:
-    """The CPU runtime and why it was chosen, from whichever record the daemon fills.
-
-    Issue 8 adds the chosen CPU variant to the runtime report; until a daemon reports it, the
-    line names the llama.cpp build and backends only.
-    """
+def runtime_line(report: RuntimeReport | None) -> str:
+    """The llama.cpp build and the self-tested CPU variant with the reason it was chosen."""
     if report is None:
-        return "runtime: not probed yet"
-    extra = {**(report.model_extra or {}), **report.__dict__}
-    runtime = getattr(status, "runtime", None)
-    if runtime is not None:
-        extra.update(runtime if isinstance(runtime, dict) else vars(runtime))
-    parts = [f"llama.cpp {report.llama_cpp_version or 'not installed'}"]
-    if report.llama_cpp_backends:
-        parts.append("backends " + ", ".join(report.llama_cpp_backends))
-    variant = extra.get("cpu_variant") or extra.get("variant")
-    if variant:
-        why = extra.get("cpu_variant_reason") or extra.get("reason") or ""
-        parts.append(f"CPU variant {variant}" + (f" ({why})" if why else ""))
-    return " · ".join(parts)
+        return "llama.cpp runtime: being probed (CPU variant self-test)"
+    version = f" {report.llama_cpp_version}" if report.llama_cpp_version else ""
+    parts = [f"llama.cpp{version}, {report.llama_cpp_runtime or 'no'} build"]
+    choice = report.cpu_variant
+    if choice is not None:
+        parts.append(f"CPU variant {choice.variant or 'none'}: {choice.reason}")
+    return ", ".join(parts)

@@ -95,15 +95,14 @@ class DashboardScreen(ConsoleScreen):
         status = await self.poll(calls.status())
         if status is None:
             return
-        telemetry, host, report, hooks, errors = await asyncio.gather(
+        telemetry, host, hooks, errors = await asyncio.gather(
             self.poll(calls.device_telemetry(history=True)),
             self.poll(calls.host()),
-            self.poll(calls.runtimes()),
             self.poll(calls.hook_runs()),
             self.poll(calls.logs(level="ERROR", limit=10)),
         )
         self.query_one("#service", Static).update(_service_text(status))
-        self.query_one("#runtime", Static).update(runtime_line(report, status))
+        self.query_one("#runtime", Static).update(runtime_line(status.runtime))
         if host:
             self.query_one("#host", Static).update(_host_text(host))
         found = alerts(status, telemetry, hooks or [], errors or [])
