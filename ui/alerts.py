@@ -54,12 +54,29 @@ def alerts(
 
 
 def runtime_line(report: RuntimeReport | None) -> str:
-    """The llama.cpp build and the self-tested CPU variant with the reason it was chosen."""
+    """One line: the llama.cpp build and the self-tested CPU variant (`w` shows why)."""
     if report is None:
         return "llama.cpp runtime: being probed (CPU variant self-test)"
     version = f" {report.llama_cpp_version}" if report.llama_cpp_version else ""
-    parts = [f"llama.cpp{version}, {report.llama_cpp_runtime or 'no'} build"]
+    line = f"llama.cpp{version}, {report.llama_cpp_runtime or 'no'} build"
     choice = report.cpu_variant
     if choice is not None:
-        parts.append(f"CPU variant {choice.variant or 'none'}: {choice.reason}")
-    return ", ".join(parts)
+        rejected = [v.name for v in choice.verdicts if v.status == "rejected"]
+        line += f", CPU variant {choice.variant or 'none'} (self-tested"
+        line += f"; rejected: {', '.join(rejected)})" if rejected else ")"
+    return line
+
+
+def runtime_details(report: RuntimeReport | None) -> str:
+    """Why this CPU variant: the verdict on each one the self-test considered."""
+    if report is None or report.cpu_variant is None:
+        return "The llama.cpp runtime is being probed; ask again in a minute."
+    choice = report.cpu_variant
+    lines = [choice.reason, "", f"library: {choice.path}", ""]
+    for verdict in choice.verdicts:
+        speed = ""
+        if verdict.decode_tok_s:
+            speed = f" ({verdict.decode_tok_s:.0f} tok/s generating)"
+        lines.append(f"{verdict.name:16} {verdict.status}{speed}: {verdict.reason}")
+    lines += [f"note: {note}" for note in report.notes]
+    return "\n".join(lines)

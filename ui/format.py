@@ -40,6 +40,13 @@ def clock(timestamp: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(timestamp))
 
 
+def clock_short(timestamp: float | None) -> str:
+    """Month, day and time, for narrow tables; `-` when never."""
+    if not timestamp:
+        return "-"
+    return time.strftime("%m-%d %H:%M", time.localtime(timestamp))
+
+
 def clock_s(timestamp: float) -> str:
     return time.strftime("%H:%M:%S", time.localtime(timestamp))
 

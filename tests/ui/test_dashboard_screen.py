@@ -33,6 +33,9 @@ async def test_dashboard_shows_the_url_the_device_with_history_and_the_loaded_mo
             "the memory history of cpu0",
         )
         assert not app.screen.query_one(DaemonBanner).display
+        await pilot.press("w")
+        await settle(pilot, lambda: app.screen.query("#text-body"), "why this CPU variant")
+        assert " chosen" in text(app, "#text-body"), "the self-test's verdicts, the choice marked"
 
 
 async def test_a_dead_daemon_shows_a_banner_and_the_console_reconnects_when_it_starts(

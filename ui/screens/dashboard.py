@@ -14,10 +14,11 @@ from textual.widgets import DataTable, Static
 from appliance.api.admin.protocol import DaemonStatus, HostStats
 from appliance.client import calls
 from appliance.records import DeviceTelemetry, LoadedModel
-from appliance.ui.alerts import alerts, runtime_line
+from appliance.ui.alerts import alerts, runtime_details, runtime_line
 from appliance.ui.format import duration, human_bytes
 from appliance.ui.screens.base import ConsoleScreen
 from appliance.ui.widgets.device_card import DeviceCard
+from appliance.ui.widgets.modals import TextModal
 
 
 def _service_text(status: DaemonStatus) -> str:
@@ -66,8 +67,11 @@ class DashboardScreen(ConsoleScreen):
     MODE = "dashboard"
     REFRESH_S = 2.0  # the app's --refresh overrides it
     BINDINGS = [
+        Binding("w", "why_variant", "Why this CPU variant", id="dashboard.variant",
+                tooltip="The self-test's verdict on each llama.cpp CPU variant"),
         Binding("r", "refresh", "Refresh", id="dashboard.refresh", tooltip="Ask the daemon now"),
-    ]
+    ]  # fmt: skip
+    PALETTE = [("Why this CPU variant", "The llama.cpp CPU variant self-test", "why_variant")]
 
     def compose_body(self) -> ComposeResult:
         with VerticalScroll(id="dashboard-body"):
@@ -89,6 +93,11 @@ class DashboardScreen(ConsoleScreen):
 
     def action_refresh(self) -> None:
         self._refresh()
+
+    def action_why_variant(self) -> None:
+        status = self.console.status
+        report = status.runtime if status else None
+        self.app.push_screen(TextModal("llama.cpp CPU variant", runtime_details(report)))
 
     @work(exclusive=True, group="dashboard")
     async def _refresh(self) -> None:

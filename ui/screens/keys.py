@@ -10,7 +10,7 @@ from textual.widgets import DataTable, Static
 
 from appliance.api.admin.protocol import ApiKeyPublic
 from appliance.client import calls
-from appliance.ui.format import clock
+from appliance.ui.format import clock_short
 from appliance.ui.screens.base import ConsoleScreen
 from appliance.ui.screens.key_forms import NewKeyScreen, ReasoningScreen, SecretScreen
 from appliance.ui.widgets.modals import ConfirmModal
@@ -60,7 +60,7 @@ class KeysScreen(ConsoleScreen):
         for key in found:
             table.add_row(
                 key.name, key.prefix, key.scope, key.reasoning_format or "default",
-                clock(key.created_at), clock(key.last_used_at),
+                clock_short(key.created_at), clock_short(key.last_used_at),
                 "revoked" if key.revoked else "active", key=str(key.id),
             )  # fmt: skip
         active = sum(not k.revoked for k in found)

@@ -167,7 +167,6 @@ class ModelsScreen(ConsoleScreen):
 
     def action_load(self) -> None:
         if name := self._selected_name():
-            self.notify(f"loading {name}…", title="Load")
             self.run_worker(self._load(name), group=f"load-{name}", exclusive=True)
 
     async def _load(self, name: str) -> None:
