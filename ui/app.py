@@ -24,6 +24,7 @@ from appliance.ui.screens.help import HelpScreen
 from appliance.ui.screens.keys import KeysScreen
 from appliance.ui.screens.logs import LogsScreen
 from appliance.ui.screens.models import ModelsScreen
+from appliance.ui.screens.settings import SettingsScreen
 from appliance.ui.widgets.modals import ErrorModal
 from appliance.ui.widgets.nav import SCREENS
 
@@ -40,6 +41,7 @@ class ApplianceApp(App[None]):
         "keys": KeysScreen,
         "chat": ChatScreen,
         "logs": LogsScreen,
+        "settings": SettingsScreen,
     }
     BINDINGS = [
         *(

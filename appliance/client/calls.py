@@ -15,6 +15,7 @@ from pydantic import TypeAdapter
 
 from appliance.api.admin.protocol import (
     ApiKeyPublic,
+    DaemonSettings,
     DaemonStatus,
     Exported,
     HookRunInfo,
@@ -160,6 +161,10 @@ def update_key(name_or_id: str, reasoning_format: str | None) -> Call[ApiKeyPubl
 
 def revoke_key(name_or_id: str) -> Call[ApiKeyPublic]:
     return Call("DELETE", f"/admin/keys/{name_or_id}", ApiKeyPublic.model_validate)
+
+
+def settings() -> Call[DaemonSettings]:
+    return Call("GET", "/admin/config", DaemonSettings.model_validate)
 
 
 def logs(after: int = 0, level: str = "INFO", limit: int = 500) -> Call[list[LogLine]]:

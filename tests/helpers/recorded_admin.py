@@ -28,6 +28,7 @@ PATHS = [
     "/admin/catalog",
     "/admin/keys",
     "/admin/media",
+    "/admin/config",
 ]
 SYSTEM_HOME = "/var/lib/ai-appliance"
 

@@ -47,6 +47,7 @@ SCREENS = {
     "keys": ["3"],
     "chat": ["4"],
     "logs": ["5"],
+    "settings": ["6"],
 }
 
 

@@ -38,7 +38,7 @@ class HelpScreen(ModalScreen[None]):
         app_keys = [b for b in self.app.BINDINGS if isinstance(b, Binding)]
         text = "\n".join(
             [
-                "Screens: 1 Dashboard  2 Models  3 Keys  4 Chat  5 Hooks & logs",
+                "Screens: 1 Dashboard  2 Models  3 Keys  4 Chat  5 Hooks & logs  6 Settings",
                 "",
                 "This screen:",
                 *_key_lines(screen_keys),

@@ -10,6 +10,7 @@ SCREENS = (
     ("3", "keys", "Keys"),
     ("4", "chat", "Chat"),
     ("5", "logs", "Hooks & logs"),
+    ("6", "settings", "Settings"),
 )
 
 
@@ -28,4 +29,4 @@ class NavBar(Static):
         for key, mode, title in SCREENS:
             label = f"{key} {title}"
             parts.append(f"[reverse b] {label} [/]" if mode == current else f" {label} ")
-        super().__init__("".join(parts) + "   [dim]? help[/]")
+        super().__init__("".join(parts))

@@ -6,7 +6,7 @@ import it). Admin models forbid unknown fields, unlike the OpenAI ones.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -173,3 +173,14 @@ class HookRunInfo(AdminModel):
     ok: bool
     stdout_tail: str
     stderr_tail: str
+
+
+class DaemonSettings(AdminModel):
+    """The configuration the daemon runs with, after the file and the environment."""
+
+    settings: dict[str, Any]
+    """Every setting by section, as `appliance config show` prints it."""
+    config_file: str
+    """The file the daemon reads (`APPLIANCE_CONFIG`, `$APPLIANCE_HOME/config.toml` or
+    `/etc/ai-appliance/config.toml`); it may not exist, then every default applies."""
+    config_file_exists: bool
