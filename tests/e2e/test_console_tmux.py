@@ -117,6 +117,8 @@ def test_an_administrator_runs_the_box_from_the_console_over_ssh(own_daemon: Dae
 
         term.keys("5")
         _keep("logs", term.wait_for(r"Daemon log, INFO and above[\s\S]*INFO"))
+        term.keys("6")
+        _keep("settings", term.wait_for(r"api\.listen\s+127\.0\.0\.1"))
         term.keys("?")
         _keep("help", term.wait_for("Everywhere:"))
         term.keys("Escape")
