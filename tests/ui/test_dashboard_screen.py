@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 from textual.widgets import Sparkline
@@ -54,6 +55,26 @@ async def test_a_dead_daemon_shows_a_banner_and_the_console_reconnects_when_it_s
             await settle(pilot, lambda: daemon.base_url in text(app, "#service"), "the URL")
         finally:
             stop_daemon(daemon)
+
+
+async def test_a_daemon_that_does_not_answer_shows_a_banner_and_the_console_stays_usable(
+    tmp_path: Path,
+) -> None:
+    # A socket that accepts connections (the kernel's backlog) but never answers: a hung daemon.
+    path = tmp_path / "admin.sock"
+    hung = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    hung.bind(str(path))
+    hung.listen(64)
+    try:
+        app = ApplianceApp(path, refresh_s=0.5)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.press("2")
+            await pilot.pause()
+            assert app.current_mode == "models", "keys work while the daemon hangs"
+            await settle(pilot, lambda: app.screen.query_one(DaemonBanner).display, "the banner")
+            assert "did not answer in time" in text(app, "DaemonBanner")
+    finally:
+        hung.close()
 
 
 async def test_the_number_keys_switch_screens_and_q_quits(daemon: Daemon) -> None:
