@@ -43,7 +43,8 @@ run: setup
 	APPLIANCE_HOME=$(RUN_HOME) exec $(VENV)/bin/appliance serve
 
 # The tests drive real tools: umockdev fakes PCI devices and /dev nodes (libudev is what pyudev
-# loads), and the systemd units are checked with systemd-analyze, -sysusers and -tmpfiles.
+# loads), the systemd units are checked with systemd-analyze, -sysusers and -tmpfiles, and the
+# console's end-to-end test drives `appliance tui` in tmux.
 test-system-deps:
 	@missing=""; \
 	command -v umockdev-run >/dev/null || missing="$$missing umockdev"; \
@@ -51,6 +52,7 @@ test-system-deps:
 	ldconfig -p | grep -q 'libudev.so.1 ' || missing="$$missing libudev1"; \
 	command -v systemd-analyze >/dev/null || missing="$$missing systemd"; \
 	command -v shellcheck >/dev/null || missing="$$missing shellcheck"; \
+	command -v tmux >/dev/null || missing="$$missing tmux"; \
 	if [ -n "$$missing" ]; then \
 	  echo ">> installing Debian packages the tests use:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \

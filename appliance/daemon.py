@@ -31,6 +31,7 @@ from appliance.devices import DeviceManager, DriverFailed
 from appliance.engine.manager import EngineManager, Placer
 from appliance.errors import ApplianceError, ConfigError, StorageError
 from appliance.firmware_hooks.runner import HookRunner
+from appliance.logbuffer import LogBuffer
 from appliance.placement import choose_default_model, place_model
 from appliance.records import DeviceEvent, ModelInfo, ModelPlacement
 from appliance.services import Services
@@ -311,7 +312,11 @@ def serve(config: Config) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("uvicorn.error").addFilter(_OncePerProcess())
+    # Attached before the services are built, so the console sees device discovery too.
+    recent = LogBuffer()
+    logging.getLogger().addHandler(recent)
     services, new_key = build_services(config)
+    services.logs = recent
     host, port = config.listen_address
     lan = bind_lan_socket(host, port)
     admin = bind_admin_socket(config.admin_socket)

@@ -1,7 +1,8 @@
 """Build the two FastAPI apps from a `Services` object; the one place errors become HTTP.
 
 - `create_app(services)`: the LAN listener (OpenAI API, health, admin behind admin keys).
-- `create_admin_app(services)`: the Unix-socket listener (admin API, health).
+- `create_admin_app(services)`: the Unix-socket listener (admin API, health, and `/v1` for
+  the console's chat playground, keyless: the socket's file mode is the authorisation).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from fastapi.responses import JSONResponse
 from appliance import __version__
 from appliance.api import health
 from appliance.api.admin import routes as admin_routes
-from appliance.api.deps import AdminKeyDep, authenticate
+from appliance.api.deps import AdminKeyDep, Caller, authenticate, require_api_key
 from appliance.api.gate import RequestGate
 from appliance.api.openai import convert
 from appliance.api.openai import routes as openai_routes
@@ -97,4 +98,12 @@ def create_admin_app(services: Services) -> FastAPI:
     )
     app.include_router(health.router)
     app.include_router(admin_routes.router)
+    # The same `/v1` routes as the LAN listener (one serving path), called as the administrator:
+    # the console chats without minting an API key that would outlive the session.
+    app.include_router(openai_routes.router)
+    app.dependency_overrides[require_api_key] = _socket_caller
     return app
+
+
+def _socket_caller() -> Caller:
+    return Caller(scope="admin", key_name="admin-socket")
