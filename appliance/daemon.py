@@ -34,6 +34,7 @@ from appliance.firmware_hooks.runner import HookRunner
 from appliance.logbuffer import LogBuffer
 from appliance.placement import choose_default_model, place_model
 from appliance.records import DeviceEvent, ModelInfo, ModelPlacement
+from appliance.runtime.probe import abort_self_test
 from appliance.services import Services
 from appliance.store.keys import KeyStore
 from appliance.store.models import ModelStore
@@ -236,6 +237,7 @@ async def _serve(services: Services, lan: socket.socket, admin: socket.socket) -
 
     def stop(signame: str) -> None:
         log.info("received %s; shutting down", signame)
+        abort_self_test()  # a CPU variant self-test in progress must not hold the exit up
         for server in servers:
             server.should_exit = True
 

@@ -12,6 +12,7 @@ when any of them changes and costs nothing at the next start.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -21,6 +22,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -87,11 +89,30 @@ def choose_cpu_variant(
     choice = _self_test(build, cache_dir, list(candidates), threads or _physical_cores(), timeout_s)
     choice.key, choice.tested_at = key, time.time()
     log.info("CPU variant self-test (%.1f s): %s", time.monotonic() - started, choice.reason)
+    if not _conclusive(choice):
+        # Killed from outside, hung, or nothing passed: say it now, test again at the next start.
+        log.warning("CPU variant self-test inconclusive, not kept: %s", choice.reason)
+        return choice
     try:
         _write_atomic(cache_file, choice.model_dump_json(indent=2))
     except OSError as error:  # a read-only cache costs a self-test per start, nothing more
         log.warning("cannot keep the CPU variant verdict in %s: %s", cache_file, error)
     return choice
+
+
+_EXTERNAL_DEATHS = ("hung for more than", "was killed", "died of signal SIGTERM",
+                    "died of signal SIGINT", "died of signal SIGHUP")  # fmt: skip
+
+
+def _conclusive(choice: CpuRuntimeChoice) -> bool:
+    """A verdict worth keeping: a variant chosen, and no child killed from outside or hung
+    (that says more about the machine's moment than about the variant)."""
+    if not choice.variant:
+        return False
+    return not any(
+        v.status == VariantStatus.REJECTED and any(word in v.reason for word in _EXTERNAL_DEATHS)
+        for v in choice.verdicts
+    )
 
 
 def _read_cached(path: Path, key: str) -> CpuRuntimeChoice | None:
@@ -121,17 +142,44 @@ def _physical_cores() -> int:
         return os.cpu_count() or 1
 
 
+class SelfTestAborted(Exception):
+    """The self-test was stopped from outside (daemon shutdown): no verdict, nothing cached."""
+
+
+_running: set[subprocess.Popen[str]] = set()
+_aborted = threading.Event()
+
+
+def abort_self_test() -> None:
+    """Stop a self-test in progress (the daemon calls this when it shuts down): its children are
+    killed at once and the test ends without a verdict, so nothing inconclusive is cached."""
+    _aborted.set()
+    for process in list(_running):
+        with contextlib.suppress(OSError):
+            process.kill()
+
+
 def _child(args: list[str], timeout_s: float) -> tuple[int | None, str, str]:
     """(exit status or None when it hung, stdout, last stderr line)."""
+    if _aborted.is_set():
+        raise SelfTestAborted("the self-test was stopped")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "appliance.runtime.selftest", *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    _running.add(process)
     try:
-        done = subprocess.run(
-            [sys.executable, "-m", "appliance.runtime.selftest", *args],
-            capture_output=True, text=True, timeout=timeout_s,
-        )  # fmt: skip
+        stdout, stderr = process.communicate(timeout=timeout_s)
     except subprocess.TimeoutExpired:
+        process.kill()
+        process.communicate()
         return None, "", ""
-    lines = [line for line in done.stderr.strip().splitlines() if line.strip()]
-    return done.returncode, done.stdout, lines[-1] if lines else ""
+    finally:
+        _running.discard(process)
+    if _aborted.is_set():
+        raise SelfTestAborted("the self-test was stopped")
+    lines = [line for line in stderr.strip().splitlines() if line.strip()]
+    return process.returncode, stdout, lines[-1] if lines else ""
 
 
 def _last_json(stdout: str) -> dict[str, object] | None:
