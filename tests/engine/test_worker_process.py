@@ -209,6 +209,7 @@ async def test_an_empty_prompt_is_refused_instead_of_stalling_the_loop(worker) -
     # waited forever for logits while the worker's loop spun.
     pid = worker.pid
     with pytest.raises(UsageError, match="the prompt is empty"):
-        await anext(worker.generate(Submit("empty", "", max_tokens=2)))
+        first = anext(worker.generate(Submit("empty", "", max_tokens=2)))
+        await asyncio.wait_for(first, 60)  # a stalled request would never answer
 
     await still_serves(worker, pid)
