@@ -33,7 +33,7 @@ from helpers.daemon import Daemon, run_cli, start_daemon, stop_daemon
 
 EXAMPLES = int(os.environ.get("APPLIANCE_FUZZ_EXAMPLES", "0") or 0)
 LONG = EXAMPLES > 0
-PER_OPERATION = EXAMPLES or 12
+PER_OPERATION = EXAMPLES or 20
 PATHS = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/models", "/health")
 ENGINE_FAILURES = {"engine_error", "engine_unavailable", "internal_error"}
 
@@ -121,8 +121,7 @@ class Fuzzer:
             )  # fmt: skip
             self.tried[f"{label} {response.status_code}"] += 1
             self.failures.extend(
-                f"{label} {case.body!r:.300}: {problem}"
-                for problem in problems_with(response)
+                f"{label} {case.body!r:.300}: {problem}" for problem in problems_with(response)
             )
 
         try:
