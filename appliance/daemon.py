@@ -42,6 +42,22 @@ log = logging.getLogger("appliance.daemon")
 ADMIN_GROUP = "appliance-admin"
 
 
+class _OncePerProcess(logging.Filter):
+    """uvicorn says "Started server process [pid]" (and "Waiting for application startup") once
+    per server; the daemon runs several in one process, and a journal needs each line once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._seen: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg not in ("Started server process [%d]", "Waiting for application startup."):
+            return True
+        first = record.msg not in self._seen
+        self._seen.add(str(record.msg))
+        return first
+
+
 class _Server(uvicorn.Server):
     """A uvicorn server that leaves signal handling to the daemon (two servers, one loop)."""
 
@@ -294,6 +310,7 @@ def serve(config: Config) -> None:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    logging.getLogger("uvicorn.error").addFilter(_OncePerProcess())
     services, new_key = build_services(config)
     host, port = config.listen_address
     lan = bind_lan_socket(host, port)

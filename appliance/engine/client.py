@@ -198,7 +198,7 @@ class WorkerProcess:
             return False
         return True
 
-    async def stats(self, timeout_s: float = 5.0) -> Stats:
+    async def stats(self, timeout_s: float = 15.0) -> Stats:
         nonce = next(_ids)
         try:
             reply = await self._request(("nonce", nonce), StatsRequest(nonce), timeout_s)

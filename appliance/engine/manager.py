@@ -397,6 +397,8 @@ class EngineManager:
                 worker, model.worker = model.worker, None
                 if worker is not None:
                     worker.exit_reason = model.record.error
+                    if worker.alive and worker.process is not None:
+                        worker.process.kill()  # no grace: its device calls may never return
                     self._spawn(worker.stop())
                 failed.append(model.info.name)
         return failed

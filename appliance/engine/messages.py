@@ -21,10 +21,10 @@ class Load(msgspec.Struct, tag="load"):
     threads: int
     gpu_layers: int = 0
     slots: int = 1
-    """Sequences decoded together in one batch (continuous batching); 0 = as memory allows."""
+    """Sequences decoded together in one batch (continuous batching), as the placement sized
+    them from the fit planner (at least 1)."""
     batch_tokens: int = 512
     """Most tokens in one decode step: caps prompt chunks so long prompts do not stall others."""
-    embeddings: bool = False
     runtime_dir: str = ""
     """The llama.cpp build's library folder (appliance.runtime); the worker loads nothing else."""
     backend_libs: list[str] = msgspec.field(default_factory=list)

@@ -12,7 +12,7 @@ import pytest
 from appliance.config import Config
 from appliance.engine.manager import EngineManager
 from appliance.engine.messages import Done, Submit
-from appliance.errors import EngineError, NoRoom, Overloaded
+from appliance.errors import EngineDead, EngineError, NoRoom, Overloaded
 from appliance.records import ModelState
 from helpers.engine import PROMPT, model_info
 from helpers.runtime import cpu_placer
@@ -121,6 +121,30 @@ async def test_load_reports_progress_and_slots(embedded_model: Path) -> None:
         assert record.load_progress == 1.0
         assert record.slots == 3
         assert record.pinned
+    finally:
+        await manager.shutdown()
+
+
+async def test_a_lost_device_stops_its_worker_and_ends_its_streams(embedded_model: Path) -> None:
+    manager = manager_with(slots=1)
+    info = model_info(embedded_model)
+    try:
+        worker = await manager.ensure_ready(info)
+        assert manager.state_of("smollm2").device_id == "cpu0"
+        endless = {0: -100.0, 2: -100.0}  # no end-of-text: the stream is still running
+        stream = manager.generate(info, Submit("lost", PROMPT, max_tokens=500, logit_bias=endless))
+        await anext(stream)
+
+        assert manager.fail_models_on_device("cpu0", "it fell off the bus") == ["smollm2"]
+
+        with pytest.raises(EngineDead, match="device cpu0 was lost: it fell off the bus"):
+            async for _ in stream:
+                pass
+        assert worker.process is not None
+        await asyncio.wait_for(worker.process.wait(), 10)  # the worker is gone, not lingering
+        state = manager.state_of("smollm2")
+        assert (state.state, state.pid) == (ModelState.FAILED, None)
+        assert "device cpu0 was lost" in state.error
     finally:
         await manager.shutdown()
 

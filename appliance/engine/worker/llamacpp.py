@@ -90,7 +90,7 @@ class LlamaRuntime:
         trained = L.llama_model_n_ctx_train(self.model)
         per_slot = request.context_length or trained
         self.context_length = min(per_slot, trained) if trained > 0 else per_slot
-        self.slots = request.slots or self._slots_that_fit(self.context_length)
+        self.slots = max(1, request.slots)  # the placement sized them from the fit planner
         self.batch_tokens = max(request.batch_tokens, self.slots)
         self.threads = request.threads
         params = L.llama_context_default_params()
@@ -118,20 +118,6 @@ class LlamaRuntime:
         self.bos = L.llama_vocab_bos(self.vocab)
         self.add_bos = bool(L.llama_vocab_get_add_bos(self.vocab))
         self.load_seconds = time.monotonic() - started
-
-    def kv_bytes_per_token(self) -> int:
-        """F16 K and V for every layer (an upper bound for MLA models such as deepseek2)."""
-        n_head = max(1, L.llama_model_n_head(self.model))
-        head_dim = L.llama_model_n_embd(self.model) // n_head
-        kv_heads = L.llama_model_n_head_kv(self.model)
-        return 2 * L.llama_model_n_layer(self.model) * kv_heads * head_dim * 2
-
-    def _slots_that_fit(self, context_length: int, most: int = 16) -> int:
-        # Half of the memory free now may go to KV; the rest stays for compute buffers, the
-        # OS and other models. The planner refines this per device in a later version.
-        available = _mem_available_bytes()
-        per_slot = max(1, self.kv_bytes_per_token() * context_length)
-        return max(1, min(most, int(available * 0.5 // per_slot)))
 
     # --- tokens -------------------------------------------------------------------------
 
@@ -366,14 +352,6 @@ class LlamaRuntime:
 
 # llama_token_data: {llama_token id; float logit; float p}, packed as llama.h declares it.
 _TOKEN_DATA = np.dtype([("id", np.int32), ("logit", np.float32), ("p", np.float32)])
-
-
-def _mem_available_bytes() -> int:
-    with open("/proc/meminfo") as meminfo:
-        for line in meminfo:
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    return 0
 
 
 def _grammar_from_schema(schema: str | None) -> str | None:
