@@ -9,7 +9,7 @@ daemon log holds no traceback.
 The short run in `make test` is derandomised (the same requests each time) and takes well under
 a minute; the long run is the same test with more examples and fresh randomness:
 
-    APPLIANCE_FUZZ_EXAMPLES=500 .venv/bin/python -m pytest tests/fuzz -s
+    APPLIANCE_FUZZ_EXAMPLES=200 .venv/bin/python -m pytest tests/fuzz -s
 """
 
 from __future__ import annotations
