@@ -12,6 +12,7 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from appliance import __version__
 from appliance.api import health
@@ -20,7 +21,7 @@ from appliance.api.deps import AdminKeyDep, Caller, authenticate, require_api_ke
 from appliance.api.gate import RequestGate
 from appliance.api.openai import convert
 from appliance.api.openai import routes as openai_routes
-from appliance.errors import ApplianceError, NoRoom, Overloaded, UsageError
+from appliance.errors import ApplianceError, NoRoom, NotFound, Overloaded, UsageError
 from appliance.services import Services
 
 log = logging.getLogger("appliance.api")
@@ -49,6 +50,23 @@ def _install_error_handlers(app: FastAPI, envelope) -> None:  # type: ignore[no-
         usage = UsageError("invalid request: " + "; ".join(problems))
         return JSONResponse(envelope(usage), status_code=400)
 
+    async def on_http_error(request: Request, error: Exception) -> JSONResponse:
+        # Starlette's own refusals (unknown path, wrong method, a body that is not JSON) would
+        # otherwise answer `{"detail": ...}`, not the envelope clients parse (found by fuzzing).
+        assert isinstance(error, StarletteHTTPException)
+        detail = error.detail if isinstance(error.detail, str) else "the request was refused"
+        refusal: ApplianceError
+        if error.status_code == 404:
+            refusal = NotFound(f"{request.url.path}: no such endpoint")
+        elif error.status_code == 400 and "parsing the body" in detail:
+            refusal = UsageError("the request body is not valid JSON (UTF-8); send a JSON object")
+        else:
+            refusal = UsageError(detail)
+            refusal.http_status = error.status_code
+        return JSONResponse(
+            envelope(refusal), status_code=refusal.http_status, headers=error.headers
+        )
+
     async def on_unexpected(_: Request, error: Exception) -> JSONResponse:
         log.exception("unexpected error while serving a request")
         internal = ApplianceError(
@@ -58,6 +76,7 @@ def _install_error_handlers(app: FastAPI, envelope) -> None:  # type: ignore[no-
 
     app.add_exception_handler(ApplianceError, on_appliance_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)
+    app.add_exception_handler(StarletteHTTPException, on_http_error)
     app.add_exception_handler(Exception, on_unexpected)
 
 

@@ -174,3 +174,18 @@ def test_ready_says_why_a_model_is_down_without_naming_files(tmp_path: Path) -> 
         assert str(blob) in record.error, "the administrator still sees the full reason"
     finally:
         stop_daemon(daemon)
+
+
+def test_a_body_that_is_not_json_gets_the_error_envelope(gated) -> None:
+    # Found by fuzzing: Starlette's own refusals answered {"detail": ...}.
+    response = httpx.post(
+        f"{gated.base_url}/chat/completions", content=b"\xb3\xb7\xc9>\xc3",
+        headers={"Authorization": f"Bearer {gated.api_key}", "Content-Type": "application/json"},
+    )  # fmt: skip
+    assert response.status_code == 400
+    assert response.json()["error"]["message"] == (
+        "the request body is not valid JSON (UTF-8); send a JSON object"
+    )
+    unknown = httpx.get(f"{gated.base_url}/nowhere", headers={"X-API-Key": gated.api_key})
+    assert unknown.status_code == 404
+    assert unknown.json()["error"]["message"] == "/v1/nowhere: no such endpoint"

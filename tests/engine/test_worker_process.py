@@ -202,3 +202,14 @@ async def test_penalty_last_n_minus_one_penalises_over_the_whole_context(worker)
     # -1 is not "off" (llama.cpp's sampler reads it so): it is as long as the context.
     assert whole == await text(1024)
     assert whole != await text(0)
+
+
+async def test_an_empty_prompt_is_refused_instead_of_stalling_the_loop(worker) -> None:
+    # Found by fuzzing: SmolLM2 adds no start token, so "" has no tokens, and the slot it took
+    # waited forever for logits while the worker's loop spun.
+    pid = worker.pid
+    with pytest.raises(UsageError, match="the prompt is empty"):
+        first = anext(worker.generate(Submit("empty", "", max_tokens=2)))
+        await asyncio.wait_for(first, 60)  # a stalled request would never answer
+
+    await still_serves(worker, pid)

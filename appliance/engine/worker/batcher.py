@@ -98,6 +98,11 @@ class Batcher:
         samplers: list[Sampler] = []
         try:
             tokens = self.rt.tokenize(request.prompt)
+            if not tokens:  # found by fuzzing: an empty slot would wait for logits forever
+                raise RequestRejected(
+                    "the prompt is empty (no tokens, and this model adds no start token); "
+                    "send some text"
+                )
             if len(tokens) >= self.rt.context_length:
                 self.send(
                     Failed(
@@ -174,6 +179,7 @@ class Batcher:
         self._admit()
         outputs = self._fill_batch()
         if self.batch.n_tokens == 0:
+            self._fail_stalled()
             return
         result = self.rt.decode(self.batch)
         self.steps += 1
@@ -303,6 +309,13 @@ class Batcher:
                 last=not still_running,
             )
         )
+
+    def _fail_stalled(self) -> None:
+        """Busy slots and nothing to decode: no step can ever move them (a bug, not the
+        request's fault), and the loop would spin forever. Fail their requests instead."""
+        for slot in self.slots:
+            if slot.choice is not None:
+                self.fail_request(slot.choice.request, RuntimeError(f"slot {slot.seq} stalled"))
 
     def fail_request(self, request: Submit, error: Exception) -> None:
         """End every choice of `request` with Failed; the other requests keep going."""

@@ -1,6 +1,10 @@
 """Entry point of an engine worker process: `python -m appliance.engine.worker.main`.
 
-The loop is "drain the inbox, step the batch, send deltas" (llama.cpp's server loop). Frames
+The loop is "drain the inbox, step the batch, send deltas" (llama.cpp's server loop), with one
+bounded embedding chunk after each step (`embedder.py`), so neither kind of work starves the
+other. Nothing one request does ends the process: the batcher and the embedder fail that request
+alone, a frame that is too large or undecodable is skipped, and a step that fails for no single
+request's fault fails the busy requests and the loop goes on. Frames
 arrive on stdin and leave on the original stdout; fd 1 is then pointed at stderr, because native
 code (llama.cpp, CUDA, CANN) may print to stdout and would corrupt the frame stream. End of stdin
 means the daemon is gone: the worker exits rather than linger holding device memory.
