@@ -51,6 +51,7 @@ test-system-deps:
 	ldconfig -p | grep -q 'libumockdev.so.0 ' || missing="$$missing libumockdev0"; \
 	ldconfig -p | grep -q 'libudev.so.1 ' || missing="$$missing libudev1"; \
 	command -v systemd-analyze >/dev/null || missing="$$missing systemd"; \
+	command -v shellcheck >/dev/null || missing="$$missing shellcheck"; \
 	command -v tmux >/dev/null || missing="$$missing tmux"; \
 	if [ -n "$$missing" ]; then \
 	  echo ">> installing Debian packages the tests use:$$missing"; \
@@ -63,6 +64,7 @@ test: setup test-system-deps
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(PY) -m pytest -q tests/test_import_contracts.py
 
 clean:
 	rm -rf $(VENV) $(RUN_HOME) .pytest_cache

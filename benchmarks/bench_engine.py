@@ -41,6 +41,14 @@ SYSTEM = (
 )
 
 
+RUN_WITH_RUNTIME = (
+    "import runpy, sys; from appliance.config import load_config; "
+    "from appliance.runtime import activate_in_process; activate_in_process(load_config()); "
+    "module = sys.argv.pop(1); runpy.run_module(module, run_name='__main__', alter_sys=True)"
+)
+"""Runs a module (argv[1]) after activating the appliance's llama.cpp runtime in its process."""
+
+
 @dataclass
 class Run:
     clients: int
@@ -61,6 +69,10 @@ _QUIET = ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p)(
 
 def raw_decode_tps(model: Path, threads: int, sequences: int, steps: int) -> float:
     """Tokens per second of plain greedy batched decoding, no server, no Python per request."""
+    from appliance.config import load_config
+    from appliance.runtime import activate_in_process
+
+    activate_in_process(load_config())  # the same self-tested CPU variant the workers load
     import llama_cpp as L
 
     L.llama_backend_init()
@@ -154,7 +166,9 @@ def start_appliance(
 def start_llama_cpp_server(model: Path, threads: int) -> tuple[subprocess.Popen[bytes], str, str]:
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--n_threads",
+        # llama-cpp-python's server on the same runtime build and self-tested CPU variant.
+        [sys.executable, "-c", RUN_WITH_RUNTIME, "llama_cpp.server", "--model", str(model),
+         "--n_threads",
          str(threads), "--n_ctx", "2048", "--port", str(port), "--host", "127.0.0.1",
          # Its default (True) aborts a running stream when the next request arrives; queueing
          # them is the fair comparison.

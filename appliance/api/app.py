@@ -16,10 +16,11 @@ from fastapi.responses import JSONResponse
 from appliance import __version__
 from appliance.api import health
 from appliance.api.admin import routes as admin_routes
-from appliance.api.deps import AdminKeyDep, Caller, require_api_key
+from appliance.api.deps import AdminKeyDep, Caller, authenticate, require_api_key
+from appliance.api.gate import RequestGate
 from appliance.api.openai import convert
 from appliance.api.openai import routes as openai_routes
-from appliance.errors import ApplianceError, Overloaded, UsageError
+from appliance.errors import ApplianceError, NoRoom, Overloaded, UsageError
 from appliance.services import Services
 
 log = logging.getLogger("appliance.api")
@@ -35,7 +36,7 @@ def _install_error_handlers(app: FastAPI, envelope) -> None:  # type: ignore[no-
         headers = {}
         if error.http_status == 401:
             headers["WWW-Authenticate"] = "Bearer"
-        if isinstance(error, Overloaded):
+        if isinstance(error, Overloaded | NoRoom):
             headers["Retry-After"] = str(error.retry_after_s)
         return JSONResponse(envelope(error), status_code=error.http_status, headers=headers)
 
@@ -60,20 +61,41 @@ def _install_error_handlers(app: FastAPI, envelope) -> None:  # type: ignore[no-
     app.add_exception_handler(Exception, on_unexpected)
 
 
+def _docs(enabled: bool) -> dict[str, str | None]:
+    # The schema maps every route and field: off unless the administrator turns it on, and
+    # then (on the LAN) only for key holders, since the gate guards every non-probe path.
+    if enabled:
+        return {"docs_url": "/docs", "redoc_url": "/redoc", "openapi_url": "/openapi.json"}
+    return {"docs_url": None, "redoc_url": None, "openapi_url": None}
+
+
 def create_app(services: Services) -> FastAPI:
-    app = FastAPI(title="AI appliance", version=__version__)
+    config = services.config
+    app = FastAPI(title="AI appliance", version=__version__, **_docs(config.api.openapi_docs))
     app.state.services = services
     _install_error_handlers(app, convert.error_body)
     app.include_router(health.router)
     app.include_router(openai_routes.router)
     app.include_router(admin_routes.router, dependencies=[AdminKeyDep])
+    app.add_middleware(
+        RequestGate,
+        max_body_bytes=config.limits.max_body_bytes,
+        envelope=convert.error_body,
+        authenticate=lambda headers: authenticate(services, headers),
+    )
     return app
 
 
 def create_admin_app(services: Services) -> FastAPI:
+    # The socket's file mode is the authorisation, so the schema may be served here.
     app = FastAPI(title="AI appliance admin", version=__version__)
     app.state.services = services
     _install_error_handlers(app, _admin_envelope)
+    app.add_middleware(
+        RequestGate,
+        max_body_bytes=services.config.limits.max_body_bytes,
+        envelope=_admin_envelope,
+    )
     app.include_router(health.router)
     app.include_router(admin_routes.router)
     # The same `/v1` routes as the LAN listener (one serving path), called as the administrator:

@@ -28,7 +28,7 @@ def test_the_chosen_variant_passed_and_was_the_fastest_within_the_margin() -> No
     def per_token(v):  # type: ignore[no-untyped-def]
         return 1 / v.decode_tok_s + 1 / v.prompt_tok_s
 
-    assert per_token(chosen) <= min(per_token(v) for v in passed) * 1.03 + 1e-12
+    assert per_token(chosen) <= min(per_token(v) for v in passed) * 1.05 + 1e-12
     assert f"using {choice.variant}" in choice.reason
     assert Path(choice.path).name == f"libggml-cpu-{choice.variant}.so"
 
