@@ -6,7 +6,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.screen import ModalScreen, Screen
-from textual.widgets import Static
+from textual.widgets import Footer, Static
 
 _GENERAL = """
 Ctrl+P      command palette (every action, by name)
@@ -52,3 +52,4 @@ class HelpScreen(ModalScreen[None]):
             dialog.border_title = "Keys"
             dialog.border_subtitle = "Esc closes"
             yield Static(text, id="help-text", markup=False)
+        yield Footer()

@@ -8,7 +8,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Input, Label, OptionList, ProgressBar, Static
+from textual.widgets import Footer, Input, Label, OptionList, ProgressBar, Static
 from textual.widgets.option_list import Option
 
 from appliance.client import calls
@@ -40,6 +40,7 @@ class ImportScreen(ModalScreen[str | None]):
             yield OptionList(id="import-media")
             yield ProgressBar(id="import-progress", show_eta=False)
             yield Static("", id="import-state", markup=False)
+        yield Footer()
 
     def on_mount(self) -> None:
         self.query_one("#import-media").display = False

@@ -7,7 +7,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Label, Select, Static
+from textual.widgets import Button, Footer, Input, Label, Select, Static
 
 from appliance.api.admin.protocol import KeyCreated
 
@@ -37,6 +37,7 @@ class NewKeyScreen(ModalScreen[tuple[str, str, str | None] | None]):
             yield Label("Reasoning format in answers:")
             yield Select(REASONING_CHOICES, value="", allow_blank=False, id="newkey-reasoning")
             yield Button("Create", id="newkey-create", variant="primary")
+        yield Footer()
 
     def _answer(self) -> None:
         name = self.query_one("#newkey-name", Input).value.strip()
@@ -74,6 +75,7 @@ class SecretScreen(ModalScreen[None]):
             yield Static("Store this key now: it is shown only once.", markup=False)
             yield Static(self.created.key, id="secret-key", markup=False)
             yield Static("Clients send it as  Authorization: Bearer KEY", markup=False)
+        yield Footer()
 
     def action_copy(self) -> None:
         self.app.copy_to_clipboard(self.created.key)
@@ -96,6 +98,7 @@ class ReasoningScreen(ModalScreen[str | None]):
             yield Select(REASONING_CHOICES, value=self.current, allow_blank=False,
                          id="reasoning-select")  # fmt: skip
             yield Button("Save", id="reasoning-save", variant="primary")
+        yield Footer()
 
     def on_button_pressed(self) -> None:
         self.dismiss(str(self.query_one("#reasoning-select", Select).value))

@@ -7,7 +7,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Label, Static
+from textual.widgets import Button, Footer, Input, Label, Static
 
 
 class ErrorModal(ModalScreen[None]):
@@ -27,6 +27,7 @@ class ErrorModal(ModalScreen[None]):
             dialog.border_title = self.title_text
             yield Static(self.message, id="error-message", markup=False)
             yield Button("OK", id="error-ok", variant="error")
+        yield Footer()
 
     def on_button_pressed(self) -> None:
         self.dismiss()
@@ -52,6 +53,7 @@ class ConfirmModal(ModalScreen[bool]):
             with Horizontal(classes="buttons"):
                 yield Button("Yes (y)", id="confirm-yes", variant="warning")
                 yield Button("No (n)", id="confirm-no")
+        yield Footer()
 
     def action_answer(self, answer: bool) -> None:
         self.dismiss(answer)
@@ -77,6 +79,7 @@ class PromptModal(ModalScreen[str | None]):
             dialog.border_title = self.title_text
             yield Label(self.label)
             yield Input(self.value, placeholder=self.placeholder, id="prompt-input")
+        yield Footer()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         self.dismiss(event.value.strip())
@@ -100,3 +103,4 @@ class TextModal(ModalScreen[None]):
             dialog.border_title = self.title_text
             dialog.border_subtitle = "Esc closes"
             yield Static(self.text, id="text-body", markup=False)
+        yield Footer()
