@@ -1,4 +1,4 @@
-"""OpenAI-compatible routes on the LAN listener: `/v1/chat/completions`, `/v1/models`.
+"""OpenAI-compatible routes on the LAN listener: `/v1/chat/completions`, `/v1/models[/{id}]`.
 
 Also mounts `/v1/completions` (completions.py) and `/v1/embeddings` (embeddings.py) on the
 same router, so all of `/v1` shares one API-key dependency.
@@ -40,6 +40,12 @@ async def list_models(services: ServicesDep) -> ModelList:
     return ModelList(
         data=[ModelCard(id=m.name, created=int(m.imported_at)) for m in services.store.list()]
     )
+
+
+@router.get("/models/{model_id:path}", operation_id="retrieve_model")
+async def retrieve_model(model_id: str, services: ServicesDep) -> ModelCard:
+    info = resolve_model(services, model_id)
+    return ModelCard(id=info.name, created=int(info.imported_at))
 
 
 @router.post("/chat/completions", operation_id="create_chat_completion", response_model=None)
