@@ -114,6 +114,28 @@ class DevicesSettings(Section):
     """Watch udev for accelerators and USB disks coming and going."""
 
 
+class MetricsSettings(Section):
+    enabled: bool = True
+    """Serve Prometheus metrics at `/metrics`."""
+    listen: str = ""
+    """Separate `host:port` serving `/metrics` without a key (e.g. `127.0.0.1:9464`); empty:
+    `/metrics` is on the LAN API and needs an API key."""
+
+    @field_validator("listen")
+    @classmethod
+    def _check_listen(cls, value: str) -> str:
+        if value:
+            parse_listen(value)
+        return value
+
+
+class AuditSettings(Section):
+    store_prompts: bool = False
+    """Also keep each request's prompt text in the audit log (off: never stored)."""
+    retention_days: int = Field(default=90, ge=1)
+    """Audit entries older than this are deleted (checked daily)."""
+
+
 class Config(BaseSettings):
     """Everything the daemon and the CLI can be told."""
 
@@ -133,6 +155,8 @@ class Config(BaseSettings):
     engine: EngineSettings = EngineSettings()
     hooks: HookSettings = HookSettings()
     devices: DevicesSettings = DevicesSettings()
+    metrics: MetricsSettings = MetricsSettings()
+    audit: AuditSettings = AuditSettings()
 
     @classmethod
     def settings_customise_sources(

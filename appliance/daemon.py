@@ -25,14 +25,17 @@ import uvicorn
 
 from appliance import __version__
 from appliance.api.app import create_admin_app, create_app
-from appliance.config import Config
+from appliance.api.metrics import Metrics, create_metrics_app
+from appliance.config import Config, parse_listen
 from appliance.devices import DeviceManager, DriverFailed
 from appliance.engine.manager import EngineManager, EnginePlacement, Placer
+from appliance.engine.scheduler import Scheduler
 from appliance.errors import ApplianceError, ConfigError, StorageError
 from appliance.firmware_hooks.runner import HookRunner
 from appliance.placement import place_model
 from appliance.records import DeviceEvent, ModelInfo
 from appliance.services import Services
+from appliance.store.audit import AuditLog
 from appliance.store.keys import KeyStore
 from appliance.store.models import ModelStore
 
@@ -171,7 +174,11 @@ def build_services(config: Config) -> tuple[Services, str | None]:
         devices=devices,
         hooks=hooks,
         api_url=config.api.public_url or lan_url(host, port),
+        scheduler=Scheduler(queue_size=config.engine.queue_size),
+        audit=AuditLog(config.database),
     )
+    if config.metrics.enabled:
+        services.metrics = Metrics(services)
     services.default_model = choose_default_model(config, store.list())
     return services, new_key
 
@@ -194,18 +201,34 @@ def announce(services: Services, new_key: str | None) -> None:
             f"API keys: {active} active (each shown once, at creation; "
             "new one: `appliance keys create`)"
         )
+    if config.metrics.enabled:
+        where = (
+            f"http://{config.metrics.listen}/metrics"
+            if config.metrics.listen
+            else ("/metrics on the LAN API (with an API key)")
+        )
+        lines.append(f"Metrics: {where}")
     lines.append(f"Admin socket: {config.admin_socket}  (`appliance tui`, `appliance status`)")
     model = services.default_model or "none installed (`appliance models import FILE`)"
     lines.append(f"Default model: {model}")
     print("\n".join(lines), flush=True)
 
 
-async def _serve(services: Services, lan: socket.socket, admin: socket.socket) -> None:
+async def _serve(
+    services: Services,
+    lan: socket.socket,
+    admin: socket.socket,
+    metrics_sock: socket.socket | None = None,
+) -> None:
     quiet = {"log_config": None, "access_log": False, "lifespan": "off"}
     servers = [
         _Server(uvicorn.Config(create_app(services), **quiet)),  # type: ignore[arg-type]
         _Server(uvicorn.Config(create_admin_app(services), **quiet)),  # type: ignore[arg-type]
     ]
+    sockets = [lan, admin]
+    if metrics_sock is not None:
+        servers.append(_Server(uvicorn.Config(create_metrics_app(services), **quiet)))  # type: ignore[arg-type]
+        sockets.append(metrics_sock)
     loop = asyncio.get_running_loop()
 
     def stop(signame: str) -> None:
@@ -223,11 +246,15 @@ async def _serve(services: Services, lan: socket.socket, admin: socket.socket) -
         services.devices.run(settings.telemetry_interval_s, hotplug=settings.hotplug),
         name="devices",
     )
+    prune = asyncio.create_task(_prune_audit_daily(services), name="audit-prune")
     try:
-        await asyncio.gather(servers[0].serve(sockets=[lan]), servers[1].serve(sockets=[admin]))
+        await asyncio.gather(
+            *(server.serve(sockets=[sock]) for server, sock in zip(servers, sockets, strict=True))
+        )
     finally:
         startup.cancel()
         watch.cancel()
+        prune.cancel()
         unsubscribe()
         await services.engine.shutdown()
 
@@ -263,6 +290,20 @@ def device_event_handler(
     return from_any_thread
 
 
+async def _prune_audit_daily(services: Services) -> None:
+    """Delete audit entries past `audit.retention_days`: at start, then once a day."""
+    while services.audit is not None:
+        try:
+            removed = await asyncio.to_thread(
+                services.audit.prune, services.config.audit.retention_days
+            )
+            if removed:
+                log.info("audit log: removed %d entries past the retention", removed)
+        except ApplianceError as error:
+            log.warning("audit log pruning failed: %s", error.message)
+        await asyncio.sleep(86400)
+
+
 async def _boot(services: Services) -> None:
     """Boot hooks first (they may check drivers and firmware), then the default model."""
     devices = [device.model_dump(mode="json") for device in services.devices.devices()]
@@ -288,12 +329,17 @@ def serve(config: Config) -> None:
     services, new_key = build_services(config)
     host, port = config.listen_address
     lan = bind_lan_socket(host, port)
+    metrics_sock = None
+    if config.metrics.enabled and config.metrics.listen:
+        metrics_sock = bind_lan_socket(*parse_listen(config.metrics.listen))
     admin = bind_admin_socket(config.admin_socket)
     try:
         announce(services, new_key)
-        asyncio.run(_serve(services, lan, admin))
+        asyncio.run(_serve(services, lan, admin, metrics_sock))
     finally:
         lan.close()
         admin.close()
+        if metrics_sock is not None:
+            metrics_sock.close()
         with contextlib.suppress(FileNotFoundError):
             config.admin_socket.unlink()

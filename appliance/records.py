@@ -303,3 +303,15 @@ class LoadedModel(BaseModel):
     """The runtime's backend doing the work (`CPU`, `CUDA`, `CANN`)."""
     placement: str = ""
     """Why the model runs where it does, in words."""
+
+
+class KeyLimits(BaseModel):
+    """What one key may do; None: no limit of that kind."""
+
+    allowed_models: list[str] | None = None
+    """Models this key may use; None: every installed model."""
+    requests_per_minute: int | None = None
+    tokens_per_day: int | None = None
+    """Prompt plus answer tokens per calendar day (the box's local time)."""
+    max_streams: int | None = None
+    """Generations at once (a request with `n` choices counts as n)."""

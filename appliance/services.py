@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from appliance.config import Config
 from appliance.devices import DeviceManager
 from appliance.engine.manager import EngineManager
+from appliance.engine.scheduler import KeyRates, Scheduler
 from appliance.firmware_hooks.runner import HookRunner
+from appliance.store.audit import AuditLog
 from appliance.store.keys import KeyStore
 from appliance.store.models import ModelStore
 
@@ -30,3 +33,9 @@ class Services:
     started_at: float = field(default_factory=time.time)
     default_model: str | None = None
     """The model chosen at start (config `default_model`, else the best installed one)."""
+    scheduler: Scheduler = field(default_factory=lambda: Scheduler(queue_size=64))
+    """Admission to model slots, round-robin across keys (built with engine.queue_size)."""
+    key_rates: KeyRates = field(default_factory=KeyRates)
+    audit: AuditLog | None = None
+    metrics: Any = None
+    """`api.metrics.Metrics` when metrics are on (typed loosely: services may not import api)."""

@@ -14,7 +14,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from appliance import __version__
-from appliance.api import health
+from appliance.api import health, metrics
+from appliance.api.accounting import AccountingMiddleware
 from appliance.api.admin import routes as admin_routes
 from appliance.api.deps import AdminKeyDep
 from appliance.api.ollama import convert as ollama_convert
@@ -78,7 +79,10 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(openai_routes.router)
     app.include_router(ollama_routes.public)
     app.include_router(ollama_routes.router)
+    if services.config.metrics.enabled and not services.config.metrics.listen:
+        app.include_router(metrics.keyed_router)
     app.include_router(admin_routes.router, dependencies=[AdminKeyDep])
+    app.add_middleware(AccountingMiddleware, services=services)
     return app
 
 

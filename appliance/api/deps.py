@@ -10,7 +10,9 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from appliance.api import accounting
 from appliance.errors import AuthenticationError, PermissionDenied
+from appliance.records import KeyLimits
 from appliance.services import Services
 
 
@@ -36,6 +38,8 @@ class Caller:
     scope: str = "user"
     key_name: str | None = None
     reasoning_format: str | None = None
+    key_id: int | None = None
+    limits: KeyLimits | None = None
 
 
 def require_api_key(request: Request, services: ServicesDep) -> Caller:
@@ -51,7 +55,10 @@ def require_api_key(request: Request, services: ServicesDep) -> Caller:
     info = services.keys.authenticate(key)
     if info is None:
         raise AuthenticationError("the API key is not valid (unknown or revoked)")
-    return Caller(info.scope, info.name, info.reasoning_format)
+    usage = accounting.current()
+    if usage is not None:  # for the audit log, the metrics and the key's limits
+        usage.key_id, usage.key_name, usage.limits = info.id, info.name, info.limits
+    return Caller(info.scope, info.name, info.reasoning_format, info.id, info.limits)
 
 
 CallerDep = Annotated[Caller, Depends(require_api_key)]

@@ -17,6 +17,8 @@ from pydantic import TypeAdapter
 from appliance import errors
 from appliance.api.admin.protocol import (
     ApiKeyPublic,
+    AuditQuery,
+    AuditRecord,
     DaemonStatus,
     Exported,
     ImportProgress,
@@ -29,6 +31,7 @@ from appliance.records import (
     DeviceTelemetry,
     FitPlan,
     ImportableFile,
+    KeyLimits,
     LoadedModel,
     ModelInfo,
     Placement,
@@ -225,6 +228,18 @@ class AdminClient:
         body = {"reasoning_format": reasoning_format}
         return ApiKeyPublic.model_validate(
             self._call("PATCH", f"/admin/keys/{name_or_id}", json=body)
+        )
+
+    def set_key_limits(self, name_or_id: str, limits: KeyLimits) -> ApiKeyPublic:
+        body = {"limits": limits.model_dump(mode="json")}
+        return ApiKeyPublic.model_validate(
+            self._call("PATCH", f"/admin/keys/{name_or_id}", json=body)
+        )
+
+    def audit(self, query: AuditQuery) -> list[AuditRecord]:
+        params = query.model_dump(exclude_none=True)
+        return TypeAdapter(list[AuditRecord]).validate_python(
+            self._call("GET", "/admin/audit", params=params)
         )
 
     def set_chat_template(self, name: str, template: str | None) -> ModelInfo:

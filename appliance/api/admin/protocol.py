@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from appliance.records import Accelerator, LoadedModel, ModelInfo
+from appliance.records import Accelerator, KeyLimits, LoadedModel, ModelInfo
 
 
 class AdminModel(BaseModel):
@@ -82,7 +82,11 @@ class KeyCreateRequest(AdminModel):
 
 
 class KeyUpdateRequest(AdminModel):
-    reasoning_format: ReasoningFormatName | None
+    """Fields left out stay as they are; `null` resets one to the default."""
+
+    reasoning_format: ReasoningFormatName | None = None
+    limits: KeyLimits | None = None
+    """The key's limits, replacing all of them (null fields: no limit)."""
 
 
 class ChatTemplateRequest(AdminModel):
@@ -99,6 +103,7 @@ class ApiKeyPublic(AdminModel):
     last_used_at: float | None = None
     revoked: bool = False
     reasoning_format: str | None = None
+    limits: KeyLimits = KeyLimits()
 
 
 class KeyCreated(AdminModel):
@@ -120,3 +125,26 @@ class ErrorBody(AdminModel):
 
 class ErrorEnvelope(AdminModel):
     error: ErrorBody
+
+
+class AuditQuery(AdminModel):
+    since: float | None = None
+    key: str | None = None
+    model: str | None = None
+    limit: int = 100
+
+
+class AuditRecord(AdminModel):
+    """One audit log entry: a LAN API request."""
+
+    id: int
+    ts: float
+    key_id: int | None = None
+    key_name: str | None = None
+    route: str
+    model: str | None = None
+    tokens_in: int = 0
+    tokens_out: int = 0
+    status: int
+    duration_s: float
+    prompt: str | None = None

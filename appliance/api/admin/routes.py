@@ -9,6 +9,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from appliance.api.admin import (
+    audit_routes,
     devices_routes,
     engine_routes,
     keys_routes,
@@ -17,5 +18,12 @@ from appliance.api.admin import (
 )
 
 router = APIRouter(prefix="/admin", tags=["admin"])
-for module in (status_routes, devices_routes, models_routes, engine_routes, keys_routes):
+for module in (
+    status_routes,
+    devices_routes,
+    models_routes,
+    engine_routes,
+    keys_routes,
+    audit_routes,
+):
     router.include_router(module.router)

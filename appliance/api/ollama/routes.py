@@ -33,7 +33,12 @@ from appliance.api.openai.chat_prompt import ToolMode, build_prompt
 from appliance.api.openai.choices import ChoiceOutput
 from appliance.api.openai.protocol import ChatCompletionRequest
 from appliance.api.openai.reasoning import ReasoningFormat
-from appliance.api.openai.serving import engine_messages, resolve_model
+from appliance.api.openai.serving import (
+    account_embedding,
+    admit,
+    engine_messages,
+    resolve_model,
+)
 from appliance.engine.client import new_request_id
 from appliance.engine.messages import Done, Submit
 from appliance.errors import ApplianceError, ModelNotFound
@@ -128,7 +133,9 @@ async def embed(body: EmbedRequest, services: ServicesDep) -> dict[str, Any]:
     await services.engine.ensure_ready(info)
     timings.mark_loaded()
     _keep_alive(services, info, body.keep_alive)
+    admit(services, info, slots=False)
     result = await services.engine.embed(info, body.texts(), normalize=True)
+    account_embedding(services, info, result.prompt_tokens)
     stats = timings.fields(None)
     return {"model": body.model, "embeddings": result.vectors, **stats,
             "prompt_eval_count": result.prompt_tokens}  # fmt: skip
@@ -138,7 +145,9 @@ async def embed(body: EmbedRequest, services: ServicesDep) -> dict[str, Any]:
 async def embeddings(body: EmbeddingsRequest, services: ServicesDep) -> dict[str, Any]:
     info = resolve(services, body.model)
     _keep_alive(services, info, body.keep_alive)
+    admit(services, info, slots=False)
     result = await services.engine.embed(info, [body.prompt], normalize=True)
+    account_embedding(services, info, result.prompt_tokens)
     return {"embedding": result.vectors[0]}
 
 
@@ -217,7 +226,7 @@ async def _serve(
     output = ChoiceOutput(0, reasoning=fmt, thinking_opened=opens, tools=mode)
     await services.engine.ensure_ready(info)
     timings.mark_loaded()
-    services.engine.admit(info)  # a full model answers 429 now, not inside a 200 stream
+    admit(services, info)  # 429/403 now, not inside a 200 stream
     _keep_alive(services, info, body.keep_alive)
     job = _Job(services, info, submit, output, fmt, timings, body.model, chat, body.logprobs)
     if body.stream:

@@ -21,7 +21,7 @@ from appliance.api.openai.chat_prompt import build_prompt
 from appliance.api.openai.choices import ChoiceOutput
 from appliance.api.openai.protocol import ChatCompletionRequest, ModelCard, ModelList
 from appliance.api.openai.reasoning import ReasoningFormat, parse_format
-from appliance.api.openai.serving import engine_messages, resolve_model
+from appliance.api.openai.serving import admit, engine_messages, resolve_model
 from appliance.engine.client import new_request_id
 from appliance.engine.messages import Done, Submit
 from appliance.errors import ApplianceError
@@ -74,7 +74,7 @@ async def create_chat_completion(
     ]
     # Load (or wait for the load) before answering, so load failures get a real HTTP status.
     await services.engine.ensure_ready(info)
-    services.engine.admit(info)  # a full model answers 429 now, not inside a 200 stream
+    admit(services, info, body.n)  # 429/403 now, not inside a 200 stream
     completion_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
     if body.stream:
         stream = _stream(

@@ -1,16 +1,21 @@
-"""What every OpenAI route needs from the daemon: the model a request names, engine streams.
+"""What every generating route needs from the daemon: the model a request names, admission
+(the key's limits, the slot queue), and engine streams with their accounting.
 
-Shared by the chat, text-completion and embeddings routes (kept out of `routes.py` so those
-modules can import it without a cycle).
+Shared by the OpenAI routes (chat, text completions, embeddings) and the Ollama routes, so
+both protocols admit, queue, meter and audit requests the same way. Kept out of `routes.py`
+so those modules can import it without a cycle.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from contextlib import aclosing
+from datetime import datetime, timedelta
 
+from appliance.api import accounting
 from appliance.engine.messages import Delta, Done, Submit
-from appliance.errors import EngineError, ModelNotFound
+from appliance.errors import EngineError, ModelNotFound, PermissionDenied, RateLimited
 from appliance.records import ModelInfo
 from appliance.services import Services
 
@@ -30,23 +35,116 @@ def resolve_model(services: Services, requested: str) -> ModelInfo:
     )
 
 
+def _seconds_to_midnight(now: datetime) -> int:
+    tomorrow = (now + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    return max(1, int((tomorrow - now).total_seconds()))
+
+
+def admit(services: Services, info: ModelInfo, n: int = 1, *, slots: bool = True) -> None:
+    """Refuse now (403/429, before any stream starts) what the key or the model cannot take.
+
+    Checks the calling key's model allow-list, requests per minute and tokens per day, then
+    whether the request could even wait for `n` of the model's slots (`slots=False` for
+    embeddings, which do not take slots).
+    """
+    usage = accounting.current()
+    if usage is not None:
+        usage.model = info.name
+    limits = usage.limits if usage else None
+    key = usage.key_label if usage else "-"
+    if limits is not None:
+        allowed = limits.allowed_models
+        if allowed is not None and info.name not in allowed:
+            raise PermissionDenied(
+                f"this API key may not use model {info.name!r}; it may use: "
+                f"{', '.join(allowed) or 'no model'}"
+            )
+        if limits.requests_per_minute is not None:
+            services.key_rates.admit(key, limits.requests_per_minute, time.monotonic())
+        if limits.tokens_per_day is not None and usage and usage.key_id is not None:
+            now = datetime.now()
+            midnight = now.replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
+            used = services.audit.tokens_since(usage.key_id, midnight) if services.audit else 0
+            if used >= limits.tokens_per_day:
+                raise RateLimited(
+                    f"limit tokens_per_day reached: this API key has used {used} of its "
+                    f"{limits.tokens_per_day} tokens today; it resets at midnight",
+                    retry_after_s=_seconds_to_midnight(now),
+                    limit="tokens_per_day",
+                )
+    if slots:
+        state = services.engine.state_of(info.name)
+        if state is not None and state.slots:
+            max_streams = limits.max_streams if limits else None
+            services.scheduler.check(
+                info.name, key, n, capacity=state.slots, max_streams=max_streams
+            )
+    services.engine.admit(info)
+
+
 async def engine_messages(
     services: Services, info: ModelInfo, submit: Submit
 ) -> AsyncIterator[Delta | Done]:
-    """The engine's messages for all `submit.n` choices; ends after the last choice's Done."""
-    finished: set[int] = set()
-    # Closed explicitly: the engine's generator does its bookkeeping (in-flight count, cancel)
-    # in `finally`, which must not wait for the garbage collector when we stop early.
-    async with aclosing(services.engine.generate(info, submit)) as stream:
+    """The engine's messages for all `submit.n` choices; ends after the last choice's Done.
+
+    Waits for `n` slots in the scheduler (round-robin across keys) first, and meters the
+    answer: time to first text, time between pieces, tokens (metrics, audit log).
+    """
+    usage = accounting.current()
+    key = usage.key_label if usage else "-"
+    if usage is not None:
+        usage.model = info.name
+        if services.config.audit.store_prompts:
+            usage.prompt = submit.prompt
+    state = services.engine.state_of(info.name)
+    capacity = state.slots if state and state.slots else submit.n
+    metrics = services.metrics
+    finished: dict[int, Done] = {}
+    started = time.perf_counter()
+    last_text: dict[int, float] = {}
+    # The engine's stream is closed explicitly: its generator does its bookkeeping (in-flight
+    # count, cancel) in `finally`, which must not wait for the garbage collector.
+    async with (
+        services.scheduler.slots(info.name, key, submit.n, capacity=capacity),
+        aclosing(services.engine.generate(info, submit)) as stream,
+    ):
         async for message in stream:
             if not 0 <= message.index < submit.n:
                 raise EngineError(f"engine answered for choice {message.index} of {submit.n}")
+            if isinstance(message, Delta) and message.text and metrics is not None:
+                now = time.perf_counter()
+                if not last_text:
+                    metrics.ttft.labels(info.name).observe(now - started)
+                elif message.index in last_text:
+                    metrics.itl.labels(info.name).observe(now - last_text[message.index])
+                last_text[message.index] = now
             yield message
             if isinstance(message, Done):
-                finished.add(message.index)
+                finished[message.index] = message
+                _account(services, info, message, first=len(finished) == 1)
                 if message.last or len(finished) == submit.n:
                     return
     if len(finished) < submit.n:
         raise EngineError(
             f"the engine finished {len(finished)} of {submit.n} choices; the rest were lost"
         )
+
+
+def _account(services: Services, info: ModelInfo, done: Done, *, first: bool) -> None:
+    """Tokens of one finished choice; the shared prompt is counted once per request."""
+    prompt = done.prompt_tokens if first else 0
+    usage = accounting.current()
+    if usage is not None:
+        usage.tokens_in += prompt
+        usage.tokens_out += done.completion_tokens
+    if services.metrics is not None:
+        services.metrics.observe_tokens(info.name, prompt, done.completion_tokens)
+
+
+def account_embedding(services: Services, info: ModelInfo, prompt_tokens: int) -> None:
+    usage = accounting.current()
+    if usage is not None:
+        usage.model = info.name
+        usage.tokens_in += prompt_tokens
+    if services.metrics is not None:
+        services.metrics.observe_tokens(info.name, prompt_tokens, 0)
