@@ -36,9 +36,12 @@ class _Lane:
 
     busy: int = 0
     queues: dict[str, deque[_Waiter]] = field(default_factory=dict)
-    """Waiting requests per key; dict order is the round-robin order (next key first)."""
+    """Waiting requests per key."""
     streams: Counter[str] = field(default_factory=Counter)
     """Streams each key has admitted or waiting."""
+    served: dict[str, int] = field(default_factory=dict)
+    """When each key last got a slot (a grant counter): the longest-unserved key goes next."""
+    grants: int = 0
 
     @property
     def waiting(self) -> int:
@@ -46,15 +49,18 @@ class _Lane:
 
     def dispatch(self, capacity: int) -> None:
         while self.queues:
-            key = next(iter(self.queues))
-            queue = self.queues.pop(key)
+            # Round-robin: the waiting key served longest ago (or never) goes first; a
+            # request that does not fit yet holds its turn, so large `n` is not starved.
+            key = min(self.queues, key=lambda k: self.served.get(k, -1))
+            queue = self.queues[key]
             waiter = queue[0]
             if self.busy + waiter.need > capacity:
-                self.queues = {key: queue, **self.queues}  # still first in turn
                 return
             queue.popleft()
-            if queue:
-                self.queues[key] = queue  # to the back of the round
+            if not queue:
+                del self.queues[key]
+            self.grants += 1
+            self.served[key] = self.grants
             self.busy += waiter.need
             waiter.granted.set_result(None)
 
