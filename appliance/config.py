@@ -30,6 +30,7 @@ SYSTEM_CONFIG = Path("/etc/ai-appliance/config.toml")
 SYSTEM_STATE_DIR = Path("/var/lib/ai-appliance")
 SYSTEM_ADMIN_SOCKET = Path("/run/ai-appliance/admin.sock")
 SYSTEM_HOOKS_DIR = Path("/etc/ai-appliance/hooks.d")
+SYSTEM_CACHE_DIR = Path("/var/cache/ai-appliance")
 
 
 class Section(BaseModel):
@@ -136,6 +137,21 @@ class AuditSettings(Section):
     """Audit entries older than this are deleted (checked daily)."""
 
 
+class RuntimeSettings(Section):
+    llama_dir: Path | None = None
+    """Folder of the llama.cpp runtime builds (`cpu`, `cuda`, `cann`).
+    Default: beside the appliance's Python, `<venv>/lib/ai-appliance/llama-runtime`."""
+    cpu_variants: list[str] = Field(default_factory=list)
+    """CPU variants the self-test considers, best first (e.g. `["zen4", "haswell"]`); empty:
+    every variant this CPU's CPUID allows. A variant named here is tried even where CPUID says
+    no, and rejected if it fails."""
+    cache_dir: Path | None = None
+    """Where the self-test keeps its verdict and test model.
+    Default `/var/cache/ai-appliance` (or `$APPLIANCE_HOME/cache`)."""
+    selftest_timeout_s: float = Field(default=120.0, gt=0)
+    """Seconds one CPU variant's self-test may run before it is counted as hung."""
+
+
 class Config(BaseSettings):
     """Everything the daemon and the CLI can be told."""
 
@@ -157,6 +173,7 @@ class Config(BaseSettings):
     devices: DevicesSettings = DevicesSettings()
     metrics: MetricsSettings = MetricsSettings()
     audit: AuditSettings = AuditSettings()
+    runtime: RuntimeSettings = RuntimeSettings()
 
     @classmethod
     def settings_customise_sources(
@@ -186,6 +203,12 @@ class Config(BaseSettings):
         if self.paths.hooks_dir:
             return self.paths.hooks_dir
         return self.home / "hooks.d" if self.home else SYSTEM_HOOKS_DIR
+
+    @property
+    def cache_dir(self) -> Path:
+        if self.runtime.cache_dir:
+            return self.runtime.cache_dir
+        return self.home / "cache" if self.home else SYSTEM_CACHE_DIR
 
     @property
     def models_dir(self) -> Path:
@@ -295,7 +318,8 @@ def settings_reference() -> list[tuple[str, str, str, str]]:
             env = "APPLIANCE_" + key.upper().replace(".", "__")
             if key == "api.listen":
                 env += " or APPLIANCE_LISTEN"
-            default = "unset" if field.default is None else json.dumps(field.default)
+            value = field.get_default(call_default_factory=True)
+            default = "unset" if value is None else json.dumps(value, default=str)
             # Table cells are one line: fold multi-line docstrings.
             rows.append((key, env, default, " ".join((field.description or "").split())))
 

@@ -28,12 +28,12 @@ from appliance.api.app import create_admin_app, create_app
 from appliance.api.metrics import Metrics, create_metrics_app
 from appliance.config import Config, parse_listen
 from appliance.devices import DeviceManager, DriverFailed
-from appliance.engine.manager import EngineManager, EnginePlacement, Placer
+from appliance.engine.manager import EngineManager, Placer
 from appliance.engine.scheduler import Scheduler
 from appliance.errors import ApplianceError, ConfigError, StorageError
 from appliance.firmware_hooks.runner import HookRunner
-from appliance.placement import place_model
-from appliance.records import DeviceEvent, ModelInfo
+from appliance.placement import choose_default_model, place_model
+from appliance.records import DeviceEvent, ModelInfo, ModelPlacement
 from appliance.services import Services
 from appliance.store.audit import AuditLog
 from appliance.store.keys import KeyStore
@@ -68,17 +68,6 @@ def _primary_address() -> str | None:
             if address.family == socket.AF_INET and not address.address.startswith("127."):
                 return address.address
     return None
-
-
-def choose_default_model(config: Config, installed: list[ModelInfo]) -> str | None:
-    """The configured default, else the largest installed model that fits in RAM with room."""
-    if config.default_model:
-        return config.default_model
-    budget = psutil.virtual_memory().available * 0.8
-    fitting = [m for m in installed if m.size_bytes < budget]
-    if not fitting:
-        return None
-    return max(fitting, key=lambda m: m.size_bytes).name
 
 
 def bind_admin_socket(path: Path) -> socket.socket:
@@ -138,7 +127,7 @@ def bind_lan_socket(host: str, port: int) -> socket.socket:
 
 
 def _placer(config: Config, devices: DeviceManager) -> Placer:
-    async def place(info: ModelInfo) -> EnginePlacement:
+    async def place(info: ModelInfo) -> ModelPlacement:
         # The runtime probe runs a child process the first time: keep it off the event loop.
         runtimes = await asyncio.to_thread(devices.runtimes)
         return place_model(info, devices.devices(), runtimes, config)
@@ -179,7 +168,7 @@ def build_services(config: Config) -> tuple[Services, str | None]:
     )
     if config.metrics.enabled:
         services.metrics = Metrics(services)
-    services.default_model = choose_default_model(config, store.list())
+    services.default_model = choose_default_model(store.list(), devices.devices(), config)
     return services, new_key
 
 

@@ -102,8 +102,85 @@ class Placement(BaseModel):
     """Why this placement, or why a better one is not possible, in actionable words."""
 
 
+class VariantStatus(StrEnum):
+    CHOSEN = "chosen"
+    PASSED = "passed"
+    REJECTED = "rejected"
+    NOT_TRIED = "not-tried"
+
+
+class CpuVariantVerdict(BaseModel):
+    """One llama.cpp CPU variant (one `libggml-cpu-<name>.so`) as the self-test found it."""
+
+    name: str
+    """ggml's variant name: `x64`, `haswell`, `zen4`, `sapphirerapids`…"""
+    score: int
+    """ggml's CPUID score (0: CPUID says this CPU lacks the variant's instructions)."""
+    status: VariantStatus
+    reason: str
+    """Why it was chosen, rejected or not tried, in words an administrator understands."""
+    prompt_tok_s: float | None = None
+    """Prompt tokens per second on the self-test model (best of a few rounds)."""
+    decode_tok_s: float | None = None
+    """Generated tokens per second on the self-test model (best of a few rounds)."""
+
+
+class CpuRuntimeChoice(BaseModel):
+    """The CPU variant every llama.cpp user on this box loads, and the verdict behind it."""
+
+    variant: str
+    """Name of the chosen variant; empty when none passed (llama.cpp cannot run here)."""
+    path: str
+    """Its library file; the workers register exactly this one."""
+    reason: str
+    verdicts: list[CpuVariantVerdict] = Field(default_factory=list)
+    key: str = ""
+    """Hash of CPU model, flags, kernel and runtime build: the verdict is redone when it changes."""
+    tested_at: float = 0.0
+    """Unix time of the self-test."""
+
+
+class ModelPlacement(BaseModel):
+    """How one model runs: decided once (`appliance.placement`), obeyed exactly by its worker,
+    shown in status. Every choice has its reason in `reason`."""
+
+    device_id: str
+    backend: str
+    """llama.cpp backend that does the work: `CPU`, `CUDA`, `CANN`."""
+    gpu_layers: int = 0
+    """Layers offloaded to the device; -1 all, 0 none."""
+    context_length: int
+    """Tokens each slot's conversation may hold (never more than the model was trained on)."""
+    slots: int
+    """Conversations decoded together (continuous batching)."""
+    threads: int
+    """CPU threads for decoding."""
+    runtime: str = ""
+    """Which llama.cpp build: `cpu`, `cuda`, `cann`."""
+    runtime_dir: str = ""
+    """That build's library folder."""
+    cpu_variant: str = ""
+    """The self-tested CPU variant the worker registers (`zen4`, `haswell`…)."""
+    backend_libs: list[str] = Field(default_factory=list)
+    """Backend libraries the worker registers, in order: the CPU variant, then the device's."""
+    env: dict[str, str] = Field(default_factory=dict)
+    """Device visibility for the worker (`CUDA_VISIBLE_DEVICES`, `ASCEND_RT_VISIBLE_DEVICES`)."""
+    reason: str = ""
+
+
 class RuntimeReport(BaseModel):
     """What the installed runtimes can use, as probed (in a child process) on this box."""
+
+    llama_cpp_runtime: str | None = None
+    """Which llama.cpp build is installed: `cpu`, `cuda` or `cann` (None: none found)."""
+    llama_cpp_dir: str | None = None
+    """Folder of that build's libraries (what `LLAMA_CPP_LIB_PATH` points the bindings at)."""
+    llama_cpp_accelerator_libs: list[str] = Field(default_factory=list)
+    """Accelerator backend libraries in that build (`libggml-cuda.so`, `libggml-cann.so`)."""
+    cpu_variant: CpuRuntimeChoice | None = None
+    """The self-tested CPU variant (see `CpuRuntimeChoice`)."""
+    needed_runtime: str | None = None
+    """The build this box's accelerators need when another one is installed, in words."""
 
     llama_cpp_version: str | None = None
     """None when llama-cpp-python is not installed or failed to load."""
@@ -303,6 +380,8 @@ class LoadedModel(BaseModel):
     """The runtime's backend doing the work (`CPU`, `CUDA`, `CANN`)."""
     placement: str = ""
     """Why the model runs where it does, in words."""
+    cpu_variant: str = ""
+    """The self-tested llama.cpp CPU variant its worker loaded (`zen4`, `haswell`…)."""
 
 
 class KeyLimits(BaseModel):

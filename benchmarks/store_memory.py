@@ -14,7 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from appliance.planner import PlanOptions, estimate
+from appliance.placement.fit import PlanOptions, estimate
 from appliance.store.embedded import embedded_model_path
 from appliance.store.gguf_meta import read_gguf_metadata
 from helpers.llama_memory import measure

@@ -3,7 +3,8 @@
 May import only `appliance.records` and sibling helpers (`base`, `cpuinfo`), plus psutil.
 Details keys (units in the names): `architecture`, `sockets`, `cores`, `threads`,
 `numa_nodes` (None when sysfs does not say), `isa_flags`, `isa_level` (x86-64 psABI level;
-None off x86), `llama_cpp_cpu_variant`.
+None off x86), `llama_cpp_cpu_variant` (ggml's CPUID-based pick: a hint only; the runtime
+self-test in appliance/runtime decides which variant really runs).
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ class CpuDriver(Driver):
         isa = headline_isa(info) if text else "ISA unknown (/proc/cpuinfo unreadable)"
         reason = (
             f"usable: {_plural(cores, 'core')} / {_plural(threads, 'thread')}, {isa}; "
-            f"llama.cpp CPU build {variant}"
+            f"CPUID suggests llama.cpp's {variant} variant (the runtime self-test decides)"
         )
         return [
             Accelerator(

@@ -9,10 +9,17 @@ files exist and must not be imported by name.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from helpers.runtime import RUNTIME_CACHE
+
+# One CPU-variant verdict for the session: every Config() made in this process and every daemon
+# the tests start (helpers.daemon passes it on) reads the same cache.
+os.environ["APPLIANCE_RUNTIME__CACHE_DIR"] = str(RUNTIME_CACHE)
 
 from appliance.store.embedded import embedded_model_path
 from helpers.daemon import Daemon, run_cli, start_daemon, stop_daemon

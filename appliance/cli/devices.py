@@ -21,7 +21,7 @@ from rich.table import Table
 from appliance.cli.common import daemon_or_none, stdout_console
 from appliance.cli.state import CliState, pass_state
 from appliance.errors import ConfigError
-from appliance.records import Accelerator, Placement, Telemetry
+from appliance.records import Accelerator, Placement, RuntimeReport, Telemetry
 
 if TYPE_CHECKING:
     from appliance.client import AdminClient
@@ -49,8 +49,17 @@ class _Source:
     def placements(self) -> list[Placement]:
         if self.client:
             return self.client.placements()
+        from appliance.placement.rules import rank_placements
+
         assert self.manager is not None
-        return self.manager.placements()
+        return rank_placements(self.manager.devices(), self.runtime())
+
+    def runtime(self) -> RuntimeReport:
+        """The llama.cpp build and its self-tested CPU variant (the daemon's, or probed here)."""
+        if self.client:
+            return self.client.runtimes()
+        assert self.manager is not None
+        return self.manager.runtimes()
 
 
 @click.command()
@@ -96,7 +105,11 @@ def devices(
         if watch:
             _watch(source, as_json, interval or config.devices.telemetry_interval_s, count)
         elif as_json:
-            click.echo(json.dumps([d.model_dump(mode="json") for d in source.devices()], indent=2))
+            report = {
+                "devices": [d.model_dump(mode="json") for d in source.devices()],
+                "runtime": source.runtime().model_dump(mode="json"),
+            }
+            click.echo(json.dumps(report, indent=2))
         else:
             _report(source)
 
@@ -104,6 +117,8 @@ def devices(
 def _report(source: _Source) -> None:
     found = source.devices()
     stdout_console.print(device_table(found))
+    runtime = source.runtime()
+    stdout_console.print(runtime_table(runtime))
     placements = source.placements()
     if placements:
         best = placements[0]
@@ -115,6 +130,29 @@ def _report(source: _Source) -> None:
     if unusable:
         # Diagnostics go to stderr so that stdout stays the report alone.
         click.echo(f"{len(unusable)} device(s) not usable; see the reason column.", err=True)
+
+
+def runtime_table(report: RuntimeReport) -> Table:
+    """The llama.cpp build and every CPU variant's self-test verdict."""
+    choice = report.cpu_variant
+    build = report.llama_cpp_runtime or "none"
+    title = f"llama.cpp runtime: {build} build" + (f" in {report.llama_cpp_dir}" if build else "")
+    table = Table(title=escape(title), caption=escape(choice.reason) if choice else None)
+    for column in ("CPU variant", "CPUID score", "self-test", "gen tok/s", "prompt tok/s"):
+        table.add_column(column, no_wrap=True, justify="left" if "variant" in column else "right")
+    table.add_column("why", overflow="fold")
+    colours = {"chosen": "bold green", "passed": "green", "rejected": "red", "not-tried": "dim"}
+    for verdict in choice.verdicts if choice else []:
+        speed = [
+            "-" if value is None else f"{value:,.0f}"
+            for value in (verdict.decode_tok_s, verdict.prompt_tok_s)
+        ]
+        status = f"[{colours[verdict.status.value]}]{verdict.status.value}[/]"
+        why = verdict.reason.removeprefix(f"{verdict.name}: ")
+        table.add_row(escape(verdict.name), str(verdict.score), status, *speed, escape(why))
+    for note in report.notes + ([report.needed_runtime] if report.needed_runtime else []):
+        table.add_row("", "", "[yellow]note[/]", "", "", escape(note))
+    return table
 
 
 def _watch(source: _Source, as_json: bool, interval: float, count: int) -> None:

@@ -45,7 +45,7 @@ def catalog(state: CliState, context: int, parallel: int, as_json: bool) -> None
         if client:
             rows = client.catalog(context, parallel)
         else:
-            from appliance.planner import PlanOptions, catalog_verdicts
+            from appliance.placement.fit import PlanOptions, catalog_verdicts
 
             rows = catalog_verdicts(_devices(), PlanOptions(context, parallel))
     if as_json:
@@ -76,7 +76,7 @@ def catalog(state: CliState, context: int, parallel: int, as_json: bool) -> None
 @pass_state
 def fit(state: CliState, model: str, context: int, parallel: int, as_json: bool) -> None:
     """Will MODEL (an installed name, or a catalog ID:QUANT) fit, and how: per device, in words."""
-    from appliance.planner import PlanOptions, plan_catalog, plan_model
+    from appliance.placement.fit import PlanOptions, plan_catalog, plan_model
 
     opts = PlanOptions(context, parallel)
     entry_id, _, quant = model.partition(":")

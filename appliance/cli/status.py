@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import click
+from rich.markup import escape
 from rich.table import Table
 
 from appliance.cli.common import echo_json, stdout_console
@@ -23,6 +24,18 @@ def status(state: CliState, as_json: bool) -> None:
     stdout_console.print(f"[bold]AI appliance {info.version}[/] up {info.uptime_s:.0f} s")
     stdout_console.print(f"LAN API: {info.api_url}  (key required: {info.api_key_required})")
     stdout_console.print(f"Default model: {info.default_model or '-'}")
+    runtime = info.runtime
+    if runtime is None:
+        stdout_console.print("llama.cpp runtime: being probed (CPU variant self-test)")
+    else:
+        choice = runtime.cpu_variant
+        variant = choice.variant if choice and choice.variant else "none"
+        stdout_console.print(
+            f"llama.cpp runtime: {runtime.llama_cpp_runtime or 'none'} build, CPU variant "
+            f"{variant}" + (f" ({escape(choice.reason)})" if choice else "")
+        )
+        for note in runtime.notes + ([runtime.needed_runtime] if runtime.needed_runtime else []):
+            stdout_console.print(f"[yellow]note:[/] {escape(note)}")
     table = Table("model", "state", "engine", "device", "pid", "context", "note")
     for model in info.models_loaded:
         table.add_row(

@@ -18,10 +18,15 @@ from collections.abc import Callable, Sequence
 from appliance.config import Config
 from appliance.drivers import DriverFailed, all_drivers, discover_all
 from appliance.drivers.base import Driver
-from appliance.records import Accelerator, DeviceEvent, Placement, RuntimeReport, Telemetry
+from appliance.records import (
+    Accelerator,
+    DeviceEvent,
+    DeviceKind,
+    RuntimeReport,
+    Telemetry,
+)
 
 from .hotplug import UdevChange, UdevWatcher, udev_active
-from .placement import plan
 from .runtimes import probe_runtimes
 from .telemetry import TelemetryCache
 
@@ -30,6 +35,27 @@ __all__ = ["DeviceManager", "DriverFailed"]
 log = logging.getLogger("appliance.devices")
 
 Subscriber = Callable[[DeviceEvent], None]
+
+_RUNTIME_FOR = {
+    DeviceKind.NVIDIA: ("cuda", "CUDA", "NVIDIA GPU"),
+    DeviceKind.ASCEND: ("cann", "CANN", "Ascend NPU"),
+}
+
+
+def needed_runtime(devices: list[Accelerator], report: RuntimeReport) -> str | None:
+    """Which llama.cpp build this box's usable accelerators need, when another is installed."""
+    for kind, (build, backend, what) in _RUNTIME_FOR.items():
+        count = sum(1 for d in devices if d.kind == kind and d.usable)
+        if count and backend not in report.llama_cpp_backends:
+            installed = report.llama_cpp_runtime or "no"
+            return (
+                f"this box has {count} usable {what}(s) but the {installed} build of llama.cpp "
+                f"is installed: install the {build} runtime (ai-appliance-runtime-{build}) to "
+                "run models on them"
+            )
+    return None
+
+
 RESCAN_S = 30.0  # where udev is silent; PCI accelerators rarely come and go, so this is plenty
 
 
@@ -62,7 +88,12 @@ class DeviceManager:
             ascend_home=settings.ascend_home,
         )
         strict = None if settings.driver in ("auto", "cpu") else settings.driver
-        return cls(drivers, strict=strict, history_length=settings.history_length)
+        return cls(
+            drivers,
+            strict=strict,
+            history_length=settings.history_length,
+            runtime_probe=lambda: probe_runtimes(config),
+        )
 
     # Inventory ----------------------------------------------------------------------------
 
@@ -108,6 +139,15 @@ class DeviceManager:
 
     # Runtimes and placement ------------------------------------------------------------------
 
+    def runtimes_if_probed(self) -> RuntimeReport | None:
+        """The runtime report if the probe has run; never waits for it (status pages)."""
+        report = self._runtimes
+        if report is None:
+            return None
+        report = report.model_copy()
+        report.needed_runtime = needed_runtime(self.devices(), report)
+        return report
+
     def runtimes(self, refresh: bool = False) -> RuntimeReport:
         """What llama.cpp and onnxruntime can use; probed once, in a child process, on demand."""
         # One probe at a time: at boot the first model load and the boot task ask together,
@@ -115,10 +155,9 @@ class DeviceManager:
         with self._probing:
             if self._runtimes is None or refresh:
                 self._runtimes = self._probe()
-            return self._runtimes
-
-    def placements(self) -> list[Placement]:
-        return plan(self.devices(), self.runtimes())
+            report = self._runtimes.model_copy()
+        report.needed_runtime = needed_runtime(self.devices(), report)
+        return report
 
     # Telemetry ---------------------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import os
 import signal
 import sys
 from collections.abc import AsyncIterator, Callable
@@ -66,8 +67,12 @@ class WorkerProcess:
     def alive(self) -> bool:
         return self.process is not None and self.process.returncode is None
 
-    async def start(self, load: Load, timeout_s: float) -> Ready:
-        """Spawn the worker and load the model; raise EngineError with the reason on failure."""
+    async def start(self, load: Load, timeout_s: float, env: dict[str, str] | None = None) -> Ready:
+        """Spawn the worker and load the model; raise EngineError with the reason on failure.
+
+        `env` adds to the daemon's environment: the placement's device visibility
+        (`CUDA_VISIBLE_DEVICES`, `ASCEND_RT_VISIBLE_DEVICES`).
+        """
         self.process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
@@ -75,6 +80,7 @@ class WorkerProcess:
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             # stderr is inherited: llama.cpp's diagnostics reach the journal with the daemon's.
+            env={**os.environ, **env} if env else None,
         )
         self._ready_future = asyncio.get_running_loop().create_future()
         self._reader = asyncio.create_task(self._read_frames(), name=f"worker-{self.pid}")

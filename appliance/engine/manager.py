@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from appliance.config import Config
 from appliance.engine.client import WorkerProcess
 from appliance.engine.messages import Delta, Done, Embeddings, Load, Stats, Submit
-from appliance.errors import EngineDead, EngineError, ModelLoading, Overloaded
-from appliance.records import LoadedModel, ModelInfo, ModelState
+from appliance.errors import ApplianceError, EngineDead, EngineError, ModelLoading, Overloaded
+from appliance.records import LoadedModel, ModelInfo, ModelPlacement, ModelState
 
 log = logging.getLogger("appliance.engine")
 
@@ -29,21 +29,9 @@ EventListener = Callable[[str, dict[str, object]], Awaitable[object]]
 """Told about lifecycle events (`model-loaded`, `model-unloaded`); the daemon runs hooks."""
 
 
-@dataclass(frozen=True)
-class EnginePlacement:
-    """Where and how a model runs, as the daemon's placement logic decided it."""
-
-    device_id: str
-    backend: str
-    """`CPU`, `CUDA`, `CANN`: the llama.cpp backend that does the work."""
-    gpu_layers: int
-    """Layers offloaded to the device; -1 all, 0 none."""
-    slots: int
-    """Sequence slots; 0 lets the worker size them from free host memory."""
-    reason: str
-
-
-Placer = Callable[[ModelInfo], Awaitable[EnginePlacement]]
+Placer = Callable[[ModelInfo], Awaitable[ModelPlacement]]
+"""Decides where a model runs (`appliance.placement.place_model` in the daemon); raising an
+ApplianceError fails the load with that message."""
 
 CRASH_WINDOW_S = 300.0
 CRASHES_BEFORE_GIVING_UP = 5
@@ -75,8 +63,8 @@ class EngineManager:
         self,
         config: Config,
         *,
+        placer: Placer,
         listener: EventListener | None = None,
-        placer: Placer | None = None,
     ) -> None:
         self.config = config
         self.listener = listener
@@ -134,37 +122,44 @@ class EngineManager:
 
     async def _load(self, model: _Model) -> None:
         await self._make_room(model.info.name, evict_pinned=False)
-        engine = self.config.engine
-        threads = engine.threads or default_threads()
-        context = engine.context_length
-        if model.info.context_length and (context == 0 or context > model.info.context_length):
-            context = model.info.context_length  # never more than the model was trained on
-        placement = await self._place(model.info)
+        try:
+            placement = await self.placer(model.info)
+        except ApplianceError as error:
+            self._fail_load(model, error.message)
+            return
+        except Exception as error:  # a placement bug is reported, never a silent CPU fallback
+            log.exception("placement of %s failed", model.info.name)
+            self._fail_load(model, f"placement failed: {error}")
+            return
         model.record.device_id = placement.device_id
         model.record.backend = placement.backend
         model.record.placement = placement.reason
+        model.record.cpu_variant = placement.cpu_variant
         worker = WorkerProcess(model.info.name, on_progress=self._progress_setter(model))
         started = time.monotonic()
         log.info(
-            "loading %s on %s/%s (%s GPU layers, %s threads, context %s): %s",
+            "loading %s on %s/%s (%s GPU layers, %s threads, %s slots x %s tokens, CPU variant "
+            "%s): %s",
             model.info.name, placement.device_id, placement.backend, placement.gpu_layers,
-            threads, context, placement.reason,
+            placement.threads, placement.slots, placement.context_length, placement.cpu_variant,
+            placement.reason,
         )  # fmt: skip
         request = Load(
             model_path=model.info.path,
-            context_length=context,
-            threads=threads,
+            context_length=placement.context_length,
+            threads=placement.threads,
             gpu_layers=placement.gpu_layers,
             slots=placement.slots,
-            batch_tokens=engine.batch_tokens,
+            batch_tokens=self.config.engine.batch_tokens,
+            runtime_dir=placement.runtime_dir,
+            backend_libs=placement.backend_libs,
         )
         try:
-            ready = await worker.start(request, timeout_s=engine.load_timeout_s)
+            ready = await worker.start(
+                request, timeout_s=self.config.engine.load_timeout_s, env=placement.env
+            )
         except EngineError as error:
-            log.error("%s", error.message)
-            model.record.state = ModelState.FAILED
-            model.record.error = error.message
-            model.record.load_progress = None
+            self._fail_load(model, error.message)
             return
         model.worker = worker
         record = model.record
@@ -185,17 +180,12 @@ class EngineManager:
             self._supervise(model, worker), name=f"supervise-{model.info.name}"
         )
 
-    async def _place(self, info: ModelInfo) -> EnginePlacement:
-        cpu = EnginePlacement("cpu0", "CPU", 0, self.config.engine.slots, "")
-        if self.placer is None:
-            return cpu
-        try:
-            return await self.placer(info)
-        except Exception as error:  # a placement bug must not keep the model from loading
-            log.exception("placement of %s failed; loading on the CPU", info.name)
-            return EnginePlacement(
-                "cpu0", "CPU", 0, self.config.engine.slots, f"placement failed: {error}"
-            )
+    @staticmethod
+    def _fail_load(model: _Model, message: str) -> None:
+        log.error("%s", message)
+        model.record.state = ModelState.FAILED
+        model.record.error = message
+        model.record.load_progress = None
 
     @staticmethod
     def _progress_setter(model: _Model) -> Callable[[float], None]:
@@ -332,12 +322,19 @@ class EngineManager:
         model.loading = self._spawn(restart())
 
     def fail_models_on_device(self, device_id: str, reason: str) -> list[str]:
-        """Mark every model placed on a lost device failed (the device manager calls this)."""
+        """Stop every model placed on a lost device and mark it failed (the device manager calls
+        this). Its worker is killed at once: it holds handles on a device that is gone and would
+        only hang or crash; its requests end with the error below."""
         failed = []
         for model in self._models.values():
             if model.record.device_id == device_id and model.record.state != ModelState.STOPPED:
                 model.record.state = ModelState.FAILED
                 model.record.error = f"device {device_id} was lost: {reason}"
+                model.record.pid = None
+                worker, model.worker = model.worker, None
+                if worker is not None:
+                    worker.exit_reason = model.record.error
+                    self._spawn(worker.stop())
                 failed.append(model.info.name)
         return failed
 
@@ -426,12 +423,4 @@ class EngineManager:
             self._spawn(self.listener(event, payload))
 
 
-def default_threads() -> int:
-    import os
-
-    import psutil
-
-    return psutil.cpu_count(logical=False) or os.cpu_count() or 1
-
-
-__all__ = ["EngineManager", "EnginePlacement", "EventListener", "Placer", "default_threads"]
+__all__ = ["EngineManager", "EventListener", "Placer"]

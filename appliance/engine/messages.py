@@ -25,6 +25,10 @@ class Load(msgspec.Struct, tag="load"):
     batch_tokens: int = 512
     """Most tokens in one decode step: caps prompt chunks so long prompts do not stall others."""
     embeddings: bool = False
+    runtime_dir: str = ""
+    """The llama.cpp build's library folder (appliance.runtime); the worker loads nothing else."""
+    backend_libs: list[str] = msgspec.field(default_factory=list)
+    """ggml backends to register, in order: the self-tested CPU variant, then the accelerator's."""
 
 
 class Submit(msgspec.Struct, tag="submit"):

@@ -22,7 +22,7 @@ def test_json_output_parses_and_lists_the_cpu() -> None:
     result = CliRunner().invoke(cli, ["devices", "--json"])
 
     assert result.exit_code == 0, result.output
-    records = json.loads(result.stdout)
+    records = json.loads(result.stdout)["devices"]
     [cpu] = [record for record in records if record["id"] == "cpu0"]
     assert cpu["kind"] == "cpu"
     assert cpu["usable"] is True
@@ -56,6 +56,21 @@ def test_watch_json_prints_one_line_per_refresh_with_cpu_telemetry() -> None:
     assert sample["memory_total_mib"] == psutil.virtual_memory().total // (1024 * 1024)
 
 
+def test_json_and_table_show_the_self_tested_cpu_variant_and_each_verdict() -> None:
+    result = CliRunner().invoke(cli, ["devices", "--json"])
+    runtime = json.loads(result.stdout)["runtime"]
+    choice = runtime["cpu_variant"]
+    assert runtime["llama_cpp_runtime"] == "cpu"
+    assert choice["variant"] and choice["reason"].startswith(f"using {choice['variant']}")
+    statuses = {v["name"]: v["status"] for v in choice["verdicts"]}
+    assert statuses[choice["variant"]] == "chosen"
+
+    table = CliRunner().invoke(cli, ["devices"], env=WIDE).stdout
+    assert "llama.cpp runtime: cpu build" in table
+    for name, status in statuses.items():
+        assert any(name in line and status in line for line in table.splitlines()), name
+
+
 def test_table_ends_with_the_best_placement_on_this_cpu_box() -> None:
     result = CliRunner().invoke(cli, ["devices"], env=WIDE)
 
@@ -64,7 +79,7 @@ def test_table_ends_with_the_best_placement_on_this_cpu_box() -> None:
 
 
 def test_with_a_daemon_running_the_command_reads_its_cache(daemon: Daemon) -> None:
-    listed = json.loads(run_cli(daemon.home, "devices", "--json").stdout)
+    listed = json.loads(run_cli(daemon.home, "devices", "--json").stdout)["devices"]
     with AdminClient(daemon.admin_socket) as client:
         cached = client.devices()
         for _ in range(50):  # the daemon samples every 2 s; the first sample may be pending

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 import pytest
 
+from appliance.config import Config
 from appliance.devices import DeviceManager, DriverFailed
 from appliance.devices.runtimes import probe_runtimes
 from appliance.drivers.base import Driver
@@ -124,13 +125,13 @@ def test_the_runtime_probe_runs_once_and_is_cached() -> None:
 
     manager = DeviceManager([], runtime_probe=probe)
     manager.runtimes()
-    manager.placements()
+    manager.runtimes()
 
     assert calls == [1]
 
 
 def test_the_probe_reports_the_cpu_build_of_the_installed_llama_cpp() -> None:
-    report = probe_runtimes()
+    report = probe_runtimes(Config())
 
     assert report.llama_cpp_version
     assert "CPU" in report.llama_cpp_backends
@@ -139,7 +140,7 @@ def test_the_probe_reports_the_cpu_build_of_the_installed_llama_cpp() -> None:
 
 
 def test_a_probe_that_cannot_run_becomes_a_note() -> None:
-    report = probe_runtimes(python=sys.executable + "-does-not-exist")
+    report = probe_runtimes(Config(), python=sys.executable + "-does-not-exist")
     assert report.llama_cpp_version is None
     assert report.notes and "runtime probe" in report.notes[0]
 

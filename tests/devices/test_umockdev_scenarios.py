@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from helpers.fake_tools import HANG, FakeTools, print_fixture
+from helpers.runtime import RUNTIME_CACHE
 from helpers.umockdev import FIXTURES, have_umockdev, run_under
 
 NPU_SMI = {
@@ -27,10 +28,11 @@ def discover(tmp_path: Path, scenario: str, tools: FakeTools) -> list[dict[str, 
         "APPLIANCE_HOME": str(tmp_path / "home"),  # no daemon there: direct discovery
         "APPLIANCE_DEVICES__ASCEND_HOME": str(FIXTURES / "ascend-home"),
         "APPLIANCE_DEVICES__TOOL_TIMEOUT_S": "1",
+        "APPLIANCE_RUNTIME__CACHE_DIR": str(RUNTIME_CACHE),  # the session's self-test verdict
     }
     result = run_under(FIXTURES / "umockdev" / f"{scenario}.umockdev", ["devices", "--json"], env)
     assert result.returncode == 0, result.stderr
-    return [d for d in json.loads(result.stdout) if d["kind"] != "cpu"]
+    return [d for d in json.loads(result.stdout)["devices"] if d["kind"] != "cpu"]
 
 
 @pytest.fixture

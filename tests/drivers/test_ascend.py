@@ -14,11 +14,13 @@ from pathlib import Path
 import pytest
 from fake_sysfs import FakeSysfs
 
+from appliance.config import Config
 from appliance.drivers.ascend import AscendDriver
 from appliance.drivers.ascend_host import node_problem, read_versions
 from appliance.drivers.nvidia import NvidiaDriver
 from appliance.drivers.pci import VENDOR_HUAWEI
-from appliance.records import DeviceKind
+from appliance.placement import place_model
+from appliance.records import CpuRuntimeChoice, DeviceKind, ModelFormat, ModelInfo, RuntimeReport
 from helpers.fake_tools import EMPTY, FAIL, FIXTURES, GARBLED, HANG, FakeTools, print_fixture
 
 ACCELERATOR = 0x120000
@@ -287,3 +289,43 @@ def test_oem_branded_ascend_card_needs_the_accelerator_class(box: Box) -> None:
     box.sysfs.add_pci("0000:02:00.0", 0x20C6, 0xD500, VGA)
 
     assert [npu.name for npu in box.driver().discover()] == ["Ascend 310P"]
+
+
+CANN_RUNTIME = RuntimeReport(
+    llama_cpp_version="0.3.36", llama_cpp_backends=["CPU", "CANN"], llama_cpp_runtime="cann",
+    llama_cpp_dir="/rt/cann", llama_cpp_accelerator_libs=["/rt/cann/libggml-cann.so"],
+    cpu_variant=CpuRuntimeChoice(variant="armv8.2_2", path="/rt/cann/v.so", reason="test"),
+)  # fmt: skip
+Q4_0_MODEL = ModelInfo(
+    name="r1-q4_0", format=ModelFormat.GGUF, path="/m.gguf", sha256="0", size_bytes=2**30,
+    quantization="Q4_0", tensor_types={"Q4_0": 100},
+)  # fmt: skip
+
+
+def test_a_model_placed_on_one_of_eight_npus_sees_only_that_npu(box: Box) -> None:
+    for index, bus in enumerate(["01", "02", "41", "42", "81", "82", "c1", "c2"]):
+        box.sysfs.add_pci(f"0000:{bus}:00.0", VENDOR_HUAWEI, 0xD802, ACCELERATOR, driver=DRIVER,
+                          numa_node=index // 2)  # fmt: skip
+    box.nodes(8)
+    box.tools.add("npu-smi", {"info": print_fixture("npu-smi/info-910b3-x8.txt")})
+    npus = box.driver().discover()
+
+    placed = place_model(Q4_0_MODEL, npus, CANN_RUNTIME, Config())
+
+    chips = {npu.id: npu.details["chips"] for npu in npus}
+    [chip] = chips[placed.device_id]  # type: ignore[misc]
+    assert placed.backend == "CANN"
+    # llama.cpp sees one device, so it cannot spread the model over all eight.
+    assert placed.env == {"ASCEND_RT_VISIBLE_DEVICES": str(chip["logical_id"])}
+    assert placed.backend_libs[-1] == "/rt/cann/libggml-cann.so"
+
+
+def test_a_two_chip_300i_duo_card_exposes_both_of_its_chips(box: Box) -> None:
+    box.sysfs.add_pci("0000:01:00.0", VENDOR_HUAWEI, 0xD500, ACCELERATOR, driver=DRIVER)
+    box.nodes(2)
+    box.tools.add("npu-smi", {"info": print_fixture("npu-smi/info-310p3-duo-25.2.0.txt")})
+    [card] = box.driver().discover()
+
+    placed = place_model(Q4_0_MODEL, [card], CANN_RUNTIME, Config())
+
+    assert placed.env == {"ASCEND_RT_VISIBLE_DEVICES": "0,1"}

@@ -34,7 +34,10 @@ def test_recorded_epyc_vm_is_one_socket_one_node_with_avx512_and_the_zen4_build(
     )
     assert details["isa_level"] == "x86-64-v4"
     assert details["llama_cpp_cpu_variant"] == "zen4"
-    assert cpu.reason == "usable: 2 cores / 2 threads, AVX-512; llama.cpp CPU build zen4"
+    assert cpu.reason == (
+        "usable: 2 cores / 2 threads, AVX-512; "
+        "CPUID suggests llama.cpp's zen4 variant (the runtime self-test decides)"
+    )
 
 
 def test_recorded_haswell_xeon_vm_counts_two_sockets_and_picks_the_haswell_build() -> None:
@@ -44,7 +47,10 @@ def test_recorded_haswell_xeon_vm_counts_two_sockets_and_picks_the_haswell_build
     assert (cpu.details["sockets"], cpu.details["cores"], cpu.details["threads"]) == (2, 2, 2)
     assert cpu.details["isa_level"] == "x86-64-v3"
     assert "avx512f" not in cpu.details["isa_flags"]  # type: ignore[operator]
-    assert cpu.reason == "usable: 2 cores / 2 threads, AVX2; llama.cpp CPU build haswell"
+    assert cpu.reason == (
+        "usable: 2 cores / 2 threads, AVX2; "
+        "CPUID suggests llama.cpp's haswell variant (the runtime self-test decides)"
+    )
 
 
 def test_recorded_kunpeng_920_without_model_name_is_named_from_implementer_and_part() -> None:
@@ -61,7 +67,10 @@ def test_recorded_kunpeng_920_has_dotprod_and_fp16_so_the_armv8_2_2_build_fits()
     cpu = recorded("kunpeng920-cloud-1vcpu")
 
     assert cpu.details["llama_cpp_cpu_variant"] == "armv8.2_2"
-    assert cpu.reason == "usable: 1 core / 1 thread, NEON dotprod; llama.cpp CPU build armv8.2_2"
+    assert cpu.reason == (
+        "usable: 1 core / 1 thread, NEON dotprod; "
+        "CPUID suggests llama.cpp's armv8.2_2 variant (the runtime self-test decides)"
+    )
 
 
 def test_recording_without_numa_sysfs_reports_numa_nodes_as_unknown() -> None:

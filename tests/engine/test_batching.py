@@ -16,8 +16,9 @@ import pytest
 import pytest_asyncio
 
 from appliance.engine.client import WorkerProcess
-from appliance.engine.messages import Delta, Done, Load, Submit
+from appliance.engine.messages import Delta, Done, Submit
 from appliance.errors import UsageError
+from helpers.runtime import load_message
 from helpers.tiny_gguf import write_tiny_llama
 
 
@@ -35,7 +36,7 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def worker(embedded_model: Path) -> AsyncIterator[WorkerProcess]:
     process = WorkerProcess("smollm2")
-    await process.start(Load(str(embedded_model), 2048, 2, slots=4, batch_tokens=256), 60)
+    await process.start(load_message(str(embedded_model), 2048, 2, slots=4, batch_tokens=256), 60)
     yield process
     await process.stop()
 
@@ -156,7 +157,7 @@ async def test_embeddings_are_unit_vectors_of_the_model_width(worker: WorkerProc
 async def test_reasoning_budget_closes_the_thinking_block(tmp_path: Path) -> None:
     model = write_tiny_llama(tmp_path / "tiny-r1.gguf")
     worker = WorkerProcess("tiny")
-    await worker.start(Load(str(model), 256, 1, slots=1), 60)
+    await worker.start(load_message(str(model), 256, 1, slots=1), 60)
     try:
         submit = Submit(
             "rb", "<｜User｜>hi<｜Assistant｜><think>\n", max_tokens=20, temperature=1.0, seed=3,
@@ -173,7 +174,7 @@ async def test_reasoning_budget_closes_the_thinking_block(tmp_path: Path) -> Non
 
 async def test_a_conversation_stops_at_its_slots_context(embedded_model: Path) -> None:
     small = WorkerProcess("smollm2")
-    await small.start(Load(str(embedded_model), 64, 2, slots=2), 60)
+    await small.start(load_message(str(embedded_model), 64, 2, slots=2), 60)
     try:
         submit = Submit("ctx", chat("Tell me a long story."), max_tokens=500, temperature=0)
         _, dones = await collect(small, submit)
@@ -197,7 +198,7 @@ async def test_prefix_is_copied_from_a_conversation_still_running(worker: Worker
 
 async def test_cancelling_a_request_that_waits_for_a_slot_ends_it(embedded_model: Path) -> None:
     single = WorkerProcess("smollm2")
-    await single.start(Load(str(embedded_model), 256, 2, slots=1), 60)
+    await single.start(load_message(str(embedded_model), 256, 2, slots=1), 60)
     try:
         # SmolLM2's end-of-text (0) and <|im_end|> (2) are banned: "a" must keep the slot.
         endless = {0: -100.0, 2: -100.0}

@@ -15,10 +15,12 @@ from appliance.engine.messages import Done, Submit
 from appliance.errors import EngineError, Overloaded
 from appliance.records import ModelState
 from helpers.engine import PROMPT, model_info
+from helpers.runtime import cpu_placer
 
 
 def manager_with(**engine: object) -> EngineManager:
-    return EngineManager(Config(engine={"context_length": 512, "threads": 1, **engine}))
+    config = Config(engine={"context_length": 512, "threads": 1, **engine})
+    return EngineManager(config, placer=cpu_placer(config))
 
 
 async def wait_for_state(manager: EngineManager, name: str, state: ModelState) -> None:

@@ -12,15 +12,16 @@ import pytest
 from appliance.config import Config
 from appliance.engine.client import WorkerProcess
 from appliance.engine.manager import EngineManager
-from appliance.engine.messages import Delta, Done, Load, Submit
+from appliance.engine.messages import Delta, Done, Submit
 from appliance.errors import EngineDead, EngineError
 from appliance.records import ModelState
 from helpers.engine import PROMPT, model_info
+from helpers.runtime import cpu_placer, load_message
 
 
 async def test_worker_loads_the_model_in_its_own_process(embedded_model: Path) -> None:
     worker = WorkerProcess("smollm2")
-    ready = await worker.start(Load(str(embedded_model), 1024, 2), timeout_s=60)
+    ready = await worker.start(load_message(str(embedded_model), 1024, 2), timeout_s=60)
     try:
         assert ready.context_length == 1024
         assert worker.pid != os.getpid()
@@ -37,13 +38,13 @@ async def test_corrupt_model_file_fails_the_load_with_a_reason(tmp_path: Path) -
     broken.write_bytes(b"GGUF" + os.urandom(4096))
     worker = WorkerProcess("broken")
     with pytest.raises(EngineError, match="could not load 'broken'"):
-        await worker.start(Load(str(broken), 512, 1), timeout_s=60)
+        await worker.start(load_message(str(broken), 512, 1), timeout_s=60)
     assert not worker.alive
 
 
 async def test_killed_worker_ends_the_stream_with_engine_dead(embedded_model: Path) -> None:
     worker = WorkerProcess("smollm2")
-    await worker.start(Load(str(embedded_model), 1024, 2), timeout_s=60)
+    await worker.start(load_message(str(embedded_model), 1024, 2), timeout_s=60)
     received = 0
     with pytest.raises(EngineDead) as caught:
         async for _message in worker.generate(Submit("r1", PROMPT, max_tokens=500)):
@@ -58,7 +59,7 @@ async def test_abandoned_stream_is_cancelled_and_the_worker_serves_the_next(
     embedded_model: Path,
 ) -> None:
     worker = WorkerProcess("smollm2")
-    await worker.start(Load(str(embedded_model), 1024, 2), timeout_s=60)
+    await worker.start(load_message(str(embedded_model), 1024, 2), timeout_s=60)
     try:
         stream = worker.generate(Submit("long", PROMPT, max_tokens=2000))
         async for _ in stream:
@@ -76,7 +77,8 @@ async def test_abandoned_stream_is_cancelled_and_the_worker_serves_the_next(
 async def test_manager_marks_a_dead_worker_failed_and_restarts_it(
     embedded_model: Path,
 ) -> None:
-    manager = EngineManager(Config(engine={"context_length": 1024, "threads": 2}))
+    config = Config(engine={"context_length": 1024, "threads": 2})
+    manager = EngineManager(config, placer=cpu_placer(config))
     info = model_info(embedded_model)
     try:
         first = await manager.ensure_ready(info)

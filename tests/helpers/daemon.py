@@ -16,6 +16,8 @@ from pathlib import Path
 
 import httpx
 
+from helpers.runtime import RUNTIME_CACHE
+
 APPLIANCE = [sys.executable, "-m", "appliance"]
 
 
@@ -27,6 +29,8 @@ def free_port() -> int:
 
 def appliance_env(home: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("APPLIANCE_")}
+    # The session's CPU-variant verdict (helpers.runtime), so no daemon redoes the self-test.
+    env["APPLIANCE_RUNTIME__CACHE_DIR"] = str(RUNTIME_CACHE)
     env.update({"APPLIANCE_HOME": str(home), "PYTHONUNBUFFERED": "1", **extra})
     return env
 

@@ -33,6 +33,10 @@ def measure(path: Path, n_ctx: int) -> dict[str, int]:
 def _main(path: str, n_ctx: int) -> None:
     import ctypes
 
+    from appliance.config import Config
+    from appliance.runtime import activate_in_process
+
+    activate_in_process(Config())  # the daemon's self-tested CPU variant
     import llama_cpp
 
     lines: list[str] = []

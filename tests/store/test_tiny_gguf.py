@@ -6,9 +6,13 @@ import time
 
 import pytest
 
+from appliance.config import Config
+from appliance.runtime import activate_in_process
 from helpers.tiny_gguf import BOS, write_tiny_llama, write_tiny_model
 
-llama_cpp = pytest.importorskip("llama_cpp")
+# In-process llama.cpp goes through the daemon's choice: the self-tested CPU variant.
+activate_in_process(Config())
+import llama_cpp  # noqa: E402  (after activation: its libraries come from the runtime build)
 
 
 @pytest.fixture(scope="module")

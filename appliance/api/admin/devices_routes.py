@@ -12,6 +12,7 @@ import asyncio
 from fastapi import APIRouter
 
 from appliance.api.deps import ServicesDep
+from appliance.placement import rank_placements
 from appliance.records import Accelerator, DeviceTelemetry, Placement, RuntimeReport
 
 router = APIRouter()
@@ -40,4 +41,5 @@ async def runtimes(services: ServicesDep) -> RuntimeReport:
 @router.get("/devices/placements", operation_id="admin_devices_placements")
 async def placements(services: ServicesDep) -> list[Placement]:
     """Where a model could run, best first, each with its reason."""
-    return await asyncio.to_thread(services.devices.placements)
+    runtimes = await asyncio.to_thread(services.devices.runtimes)
+    return rank_placements(services.devices.devices(), runtimes)

@@ -22,7 +22,7 @@ from appliance.api.admin.protocol import (
 )
 from appliance.api.deps import ServicesDep
 from appliance.errors import ApplianceError, UsageError
-from appliance.planner import PlanOptions, catalog_verdicts, plan_model
+from appliance.placement.fit import PlanOptions, catalog_verdicts, plan_model
 from appliance.records import (
     CatalogVerdict,
     FitPlan,

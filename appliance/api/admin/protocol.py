@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from appliance.records import Accelerator, KeyLimits, LoadedModel, ModelInfo
+from appliance.records import Accelerator, KeyLimits, LoadedModel, ModelInfo, RuntimeReport
 
 
 class AdminModel(BaseModel):
@@ -31,6 +31,8 @@ class DaemonStatus(AdminModel):
     devices: list[Accelerator]
     models_loaded: list[LoadedModel]
     models_installed: int
+    runtime: RuntimeReport | None = None
+    """llama.cpp build and self-tested CPU variant; None while the first probe still runs."""
 
 
 class ImportRequest(AdminModel):

@@ -29,4 +29,5 @@ async def status(services: ServicesDep) -> DaemonStatus:
         devices=services.devices.devices(),
         models_loaded=services.engine.loaded(),
         models_installed=len(services.store.list()),
+        runtime=services.devices.runtimes_if_probed(),
     )

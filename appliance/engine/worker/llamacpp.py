@@ -47,6 +47,10 @@ class LlamaRuntime:
         _silence_native_logs()
         model_params = L.llama_model_default_params()
         model_params.n_gpu_layers = request.gpu_layers
+        # The placement chose one device and made it the only one visible (CUDA_VISIBLE_DEVICES,
+        # ASCEND_RT_VISIBLE_DEVICES): never let llama.cpp spread layers over others.
+        model_params.split_mode = L.LLAMA_SPLIT_MODE_NONE
+        model_params.main_gpu = 0
         if on_progress is not None:
             last = [0.0]
 

@@ -33,6 +33,7 @@ from appliance.engine.messages import (
     read_frame_sync,
     to_worker_decoder,
 )
+from appliance.runtime.loader import activate
 
 _EOF = object()
 
@@ -64,6 +65,9 @@ class Worker:
 
     def load(self, request: Load) -> bool:
         try:
+            # The placement names the build and the backends; llama_cpp is imported only after
+            # they are registered, so this process never runs a variant nobody tested.
+            activate(request.runtime_dir, request.backend_libs)
             # Imported here so that a broken llama.cpp install is reported as LoadFailed.
             from appliance.engine.worker.batcher import Batcher
             from appliance.engine.worker.llamacpp import LlamaRuntime

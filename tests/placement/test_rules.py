@@ -1,8 +1,8 @@
-"""appliance/devices/placement.py: devices x runtimes -> ranked placements, with reasons."""
+"""appliance/placement/rules.py: devices x runtimes -> ranked placements, with reasons."""
 
 from __future__ import annotations
 
-from appliance.devices.placement import plan
+from appliance.placement.rules import rank_placements as plan
 from appliance.records import Accelerator, DeviceKind, RuntimeReport
 
 CPU = Accelerator(id="cpu0", kind=DeviceKind.CPU, vendor="Intel", name="Xeon Gold 6430")

@@ -1,4 +1,4 @@
-"""The placement planner: devices x runtimes -> a ranked list of (engine, device, reason).
+"""Placement rules: devices x runtimes -> a ranked list of (engine, device, reason).
 
 May import records only: pure data in, data out, so every rule is a table-driven test.
 Matching is data, not branching spread through the code (ARCHITECTURE.md): the rules below
@@ -27,13 +27,15 @@ _RULES = (
         DeviceKind.NVIDIA,
         "CUDA",
         "CUDAExecutionProvider",
-        'install the CUDA build (CMAKE_ARGS="-DGGML_CUDA=on" pip install llama-cpp-python)',
+        "install the CUDA build of the runtime (the ai-appliance-runtime-cuda package, or "
+        "packaging/runtime/install-llama.sh PYTHON VERSION cuda)",
     ),
     _Rule(
         DeviceKind.ASCEND,
         "CANN",
         "CANNExecutionProvider",
-        'install the CANN build (CMAKE_ARGS="-DGGML_CANN=on" pip install llama-cpp-python)',
+        "install the CANN build of the runtime (the ai-appliance-runtime-cann package, or "
+        "packaging/runtime/install-llama.sh PYTHON VERSION cann with the CANN toolkit)",
     ),
 )
 # Scores: accelerator llama.cpp > accelerator onnxruntime > CPU llama.cpp > CPU onnxruntime.
@@ -41,7 +43,7 @@ _RULES = (
 _SCORE = {"llama-acc": 300, "onnx-acc": 200, "llama-cpu": 100, "onnx-cpu": 50}
 
 
-def plan(devices: Sequence[Accelerator], runtimes: RuntimeReport) -> list[Placement]:
+def rank_placements(devices: Sequence[Accelerator], runtimes: RuntimeReport) -> list[Placement]:
     """Every possible placement, best first; each carries the reason it was (or was not) better.
 
     A usable accelerator whose backend is missing adds its reason to the CPU placement, so the

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from appliance.planner import PlanOptions, estimate
+from appliance.placement.fit import PlanOptions, estimate
 from appliance.store.gguf_meta import read_gguf_metadata
 from helpers.llama_memory import measure
 from helpers.tiny_gguf import write_tiny_model

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from appliance.planner import (
+from appliance.placement.fit import (
     FitKind,
     PlanOptions,
     estimate,
