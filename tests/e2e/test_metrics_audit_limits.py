@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from helpers.daemon import Daemon, free_port, run_cli, start_daemon, stop_daemon
+from helpers.tiny_gguf import write_tiny_llama
 
 ASK = {"model": "smollm2", "max_tokens": 4, "messages": [{"role": "user", "content": "Hi"}]}
 
@@ -118,7 +119,10 @@ def test_tokens_per_day_stop_a_key_once_spent(daemon: Daemon) -> None:
 def one_slot(tmp_path_factory: pytest.TempPathFactory, embedded_model: Path) -> Iterator[Daemon]:
     home = tmp_path_factory.mktemp("fair")
     run_cli(home, "models", "import", str(embedded_model), "--name", "smollm2")
-    handle = start_daemon(home, APPLIANCE_ENGINE__SLOTS="1", APPLIANCE_ENGINE__QUEUE_SIZE="8")
+    # A second, tiny model: what a key's allow-list hides, and what must not get loaded.
+    run_cli(home, "models", "import", str(write_tiny_llama(home / "tiny.gguf")), "--name", "tiny")
+    handle = start_daemon(home, APPLIANCE_ENGINE__SLOTS="1", APPLIANCE_ENGINE__QUEUE_SIZE="8",
+                          APPLIANCE_DEFAULT_MODEL="smollm2")  # fmt: skip
     yield handle
     stop_daemon(handle)
 
@@ -143,7 +147,8 @@ def test_a_flooding_key_cannot_starve_another_of_a_scarce_slot(one_slot: Daemon)
                     first_text.append(who)
 
     async def scenario() -> None:
-        async with httpx.AsyncClient(timeout=120) as client:
+        # Generous: llama.cpp's spinning threads crawl on an oversubscribed CI machine.
+        async with httpx.AsyncClient(timeout=600) as client:
             script = [asyncio.create_task(ask(client, flood, f"script{i}")) for i in range(4)]
             await asyncio.sleep(0.5)  # all four are queued before the office asks
             person = asyncio.create_task(ask(client, office, "office"))
@@ -152,3 +157,35 @@ def test_a_flooding_key_cannot_starve_another_of_a_scarce_slot(one_slot: Daemon)
     asyncio.run(scenario())
     # One slot: the script's first request runs; the office is served next, not fifth.
     assert first_text.index("office") <= 1, first_text
+
+
+def loaded_models(daemon: Daemon) -> list[str]:
+    running = httpx.get(f"{daemon.root_url}/api/ps",
+                        headers={"Authorization": f"Bearer {daemon.api_key}"}).json()  # fmt: skip
+    return [m["model"] for m in running["models"]]
+
+
+def test_listings_show_a_key_only_its_allowed_models(one_slot: Daemon) -> None:
+    key = new_key(one_slot, "smol-only", "--models", "smollm2")
+    auth = {"Authorization": f"Bearer {key}"}
+    openai_ids = [m["id"] for m in httpx.get(f"{one_slot.base_url}/models", headers=auth)
+                  .json()["data"]]  # fmt: skip
+    ollama_names = [m["name"] for m in httpx.get(f"{one_slot.root_url}/api/tags", headers=auth)
+                    .json()["models"]]  # fmt: skip
+    assert openai_ids == ["smollm2"] and ollama_names == ["smollm2"]
+    everything = httpx.get(f"{one_slot.base_url}/models",
+                           headers={"Authorization": f"Bearer {one_slot.api_key}"})  # fmt: skip
+    assert sorted(m["id"] for m in everything.json()["data"]) == ["smollm2", "tiny"]
+    hidden = httpx.get(f"{one_slot.base_url}/models/tiny", headers=auth)
+    assert hidden.status_code == 403 and "smollm2" in hidden.json()["error"]["message"]
+
+
+def test_a_refused_key_does_not_make_the_box_load_a_model(one_slot: Daemon) -> None:
+    narrow = new_key(one_slot, "no-tiny", "--models", "smollm2")
+    refused = chat(one_slot, narrow, {**ASK, "model": "tiny"})
+    assert refused.status_code == 403
+    spent = new_key(one_slot, "one-a-minute", "--rpm", "1")
+    assert chat(one_slot, spent).status_code == 200
+    over = chat(one_slot, spent, {**ASK, "model": "tiny"})
+    assert over.status_code == 429 and "requests_per_minute" in over.json()["error"]["message"]
+    assert loaded_models(one_slot) == ["smollm2"]

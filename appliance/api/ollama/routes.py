@@ -35,9 +35,11 @@ from appliance.api.openai.protocol import ChatCompletionRequest
 from appliance.api.openai.reasoning import ReasoningFormat
 from appliance.api.openai.serving import (
     account_embedding,
-    admit,
+    admit_key,
+    admit_slots,
     engine_messages,
     resolve_model,
+    visible_models,
 )
 from appliance.engine.client import new_request_id
 from appliance.engine.messages import Done, Submit
@@ -92,7 +94,7 @@ def resolve(services: Services, requested: str) -> ModelInfo:
     try:
         return resolve_model(services, name)
     except ModelNotFound:
-        installed = ", ".join(info.name for info in services.store.list()) or "none installed"
+        installed = ", ".join(info.name for info in visible_models(services)) or "none installed"
         raise ModelNotFound(
             f'model "{requested}" not found on this appliance; installed: {installed}'
         ) from None
@@ -105,12 +107,12 @@ def _log_ignored(body: Any) -> None:
 
 @router.get("/tags", operation_id="ollama_tags")
 async def tags(services: ServicesDep) -> dict[str, Any]:
-    return {"models": [convert.tag(info) for info in services.store.list()]}
+    return {"models": [convert.tag(info) for info in visible_models(services)]}
 
 
 @router.get("/ps", operation_id="ollama_ps")
 async def ps(services: ServicesDep) -> dict[str, Any]:
-    installed = {info.name: info for info in services.store.list()}
+    installed = {info.name: info for info in visible_models(services)}
     models = []
     for loaded in services.engine.loaded():
         info = installed.get(loaded.name)
@@ -130,10 +132,10 @@ async def embed(body: EmbedRequest, services: ServicesDep) -> dict[str, Any]:
     _log_ignored(body)
     info = resolve(services, body.model)
     timings = Timings()
+    admit_key(services, info)
     await services.engine.ensure_ready(info)
     timings.mark_loaded()
     _keep_alive(services, info, body.keep_alive)
-    admit(services, info, slots=False)
     result = await services.engine.embed(info, body.texts(), normalize=True)
     account_embedding(services, info, result.prompt_tokens)
     stats = timings.fields(None)
@@ -144,8 +146,8 @@ async def embed(body: EmbedRequest, services: ServicesDep) -> dict[str, Any]:
 @router.post("/embeddings", operation_id="ollama_embeddings")
 async def embeddings(body: EmbeddingsRequest, services: ServicesDep) -> dict[str, Any]:
     info = resolve(services, body.model)
+    admit_key(services, info)
     _keep_alive(services, info, body.keep_alive)
-    admit(services, info, slots=False)
     result = await services.engine.embed(info, [body.prompt], normalize=True)
     account_embedding(services, info, result.prompt_tokens)
     return {"embedding": result.vectors[0]}
@@ -224,9 +226,10 @@ async def _serve(
     )  # fmt: skip
     fmt = convert.reasoning_format(body.think, caller.reasoning_format)
     output = ChoiceOutput(0, reasoning=fmt, thinking_opened=opens, tools=mode)
+    admit_key(services, info)  # before the load: a key over its limits loads nothing
     await services.engine.ensure_ready(info)
     timings.mark_loaded()
-    admit(services, info)  # 429/403 now, not inside a 200 stream
+    admit_slots(services, info)  # 429 now, not inside a 200 stream
     _keep_alive(services, info, body.keep_alive)
     job = _Job(services, info, submit, output, fmt, timings, body.model, chat, body.logprobs)
     if body.stream:

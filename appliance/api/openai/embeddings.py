@@ -15,7 +15,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from appliance.api.deps import ServicesDep
-from appliance.api.openai.serving import account_embedding, admit, resolve_model
+from appliance.api.openai.serving import account_embedding, admit_key, resolve_model
 
 router = APIRouter()
 
@@ -89,7 +89,7 @@ def encode_vector(vector: list[float], encoding: str) -> list[float] | str:
 @router.post("/embeddings", operation_id="create_embeddings")
 async def create_embeddings(body: EmbeddingRequest, services: ServicesDep) -> EmbeddingResponse:
     info = resolve_model(services, body.model)
-    admit(services, info, slots=False)
+    admit_key(services, info)
     result = await services.engine.embed(info, body.texts(), normalize=True)
     account_embedding(services, info, result.prompt_tokens)
     return EmbeddingResponse(

@@ -21,7 +21,13 @@ from appliance.api.openai.chat_prompt import build_prompt
 from appliance.api.openai.choices import ChoiceOutput
 from appliance.api.openai.protocol import ChatCompletionRequest, ModelCard, ModelList
 from appliance.api.openai.reasoning import ReasoningFormat, parse_format
-from appliance.api.openai.serving import admit, engine_messages, resolve_model
+from appliance.api.openai.serving import (
+    admit_key,
+    admit_slots,
+    engine_messages,
+    resolve_model,
+    visible_models,
+)
 from appliance.engine.client import new_request_id
 from appliance.engine.messages import Done, Submit
 from appliance.errors import ApplianceError
@@ -38,7 +44,7 @@ SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 @router.get("/models", operation_id="list_models")
 async def list_models(services: ServicesDep) -> ModelList:
     return ModelList(
-        data=[ModelCard(id=m.name, created=int(m.imported_at)) for m in services.store.list()]
+        data=[ModelCard(id=m.name, created=int(m.imported_at)) for m in visible_models(services)]
     )
 
 
@@ -73,8 +79,9 @@ async def create_chat_completion(
         for index in range(body.n)
     ]
     # Load (or wait for the load) before answering, so load failures get a real HTTP status.
+    admit_key(services, info)  # before the load: a key over its limits loads nothing
     await services.engine.ensure_ready(info)
-    admit(services, info, body.n)  # 429/403 now, not inside a 200 stream
+    admit_slots(services, info, body.n)  # 429 now, not inside a 200 stream
     completion_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
     if body.stream:
         stream = _stream(

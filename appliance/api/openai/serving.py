@@ -20,16 +20,41 @@ from appliance.records import ModelInfo
 from appliance.services import Services
 
 
+def _allowed_models() -> list[str] | None:
+    """The calling key's model allow-list; None: every installed model."""
+    usage = accounting.current()
+    return usage.limits.allowed_models if usage and usage.limits else None
+
+
+def visible_models(services: Services) -> list[ModelInfo]:
+    """The installed models the calling key may use (listings show only these)."""
+    allowed = _allowed_models()
+    installed = services.store.list()
+    return installed if allowed is None else [m for m in installed if m.name in allowed]
+
+
 def resolve_model(services: Services, requested: str) -> ModelInfo:
-    """The installed model a request names (`default` or empty: the default model)."""
+    """The installed model a request names (`default` or empty: the default model).
+
+    A model outside the calling key's allow-list is refused here, before anything loads it.
+    """
     name = requested.strip()
     if name in ("", "default") and services.default_model:
         name = services.default_model
-    installed = services.store.list()
-    for info in installed:
+    visible = visible_models(services)
+    for info in visible:
         if info.name == name:
             return info
-    available = ", ".join(info.name for info in installed) or "none installed"
+    allowed = _allowed_models()
+    if allowed is not None and any(info.name == name for info in services.store.list()):
+        installed = {m.name for m in visible}
+        may_use = [m if m in installed else f"{m} (not installed)" for m in allowed]
+        raise PermissionDenied(
+            f"this API key may not use model {name!r}; it may use: "
+            f"{', '.join(may_use) or 'no model'} (the administrator sets this with "
+            "`appliance keys limit`)"
+        )
+    available = ", ".join(info.name for info in visible) or "none installed"
     raise ModelNotFound(
         f"model {requested!r} is not installed on this appliance; available: {available}"
     )
@@ -40,45 +65,42 @@ def _seconds_to_midnight(now: datetime) -> int:
     return max(1, int((tomorrow - now).total_seconds()))
 
 
-def admit(services: Services, info: ModelInfo, n: int = 1, *, slots: bool = True) -> None:
-    """Refuse now (403/429, before any stream starts) what the key or the model cannot take.
+def admit_key(services: Services, info: ModelInfo) -> None:
+    """Refuse (429) what the calling key's rate limits forbid; call it before any load.
 
-    Checks the calling key's model allow-list, requests per minute and tokens per day, then
-    whether the request could even wait for `n` of the model's slots (`slots=False` for
-    embeddings, which do not take slots).
+    Requests per minute and tokens per day; the allow-list is `resolve_model`'s job. Runs
+    before the model is loaded, so a key over its limits cannot make the box load a model.
     """
     usage = accounting.current()
     if usage is not None:
         usage.model = info.name
     limits = usage.limits if usage else None
+    if limits is None:
+        return
+    if limits.requests_per_minute is not None:
+        services.key_rates.admit(usage.key_label, limits.requests_per_minute, time.monotonic())
+    if limits.tokens_per_day is not None and usage.key_id is not None:
+        now = datetime.now()
+        midnight = now.replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
+        used = services.audit.tokens_since(usage.key_id, midnight) if services.audit else 0
+        if used >= limits.tokens_per_day:
+            raise RateLimited(
+                f"limit tokens_per_day reached: this API key has used {used} of its "
+                f"{limits.tokens_per_day} tokens today; it resets at midnight",
+                retry_after_s=_seconds_to_midnight(now),
+                limit="tokens_per_day",
+            )
+
+
+def admit_slots(services: Services, info: ModelInfo, n: int = 1) -> None:
+    """Refuse (429, before any stream starts) a request that could not even wait for `n` of
+    the loaded model's slots: the queue is full, or the key is at its `max_streams`."""
+    usage = accounting.current()
     key = usage.key_label if usage else "-"
-    if limits is not None:
-        allowed = limits.allowed_models
-        if allowed is not None and info.name not in allowed:
-            raise PermissionDenied(
-                f"this API key may not use model {info.name!r}; it may use: "
-                f"{', '.join(allowed) or 'no model'}"
-            )
-        if limits.requests_per_minute is not None:
-            services.key_rates.admit(key, limits.requests_per_minute, time.monotonic())
-        if limits.tokens_per_day is not None and usage and usage.key_id is not None:
-            now = datetime.now()
-            midnight = now.replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
-            used = services.audit.tokens_since(usage.key_id, midnight) if services.audit else 0
-            if used >= limits.tokens_per_day:
-                raise RateLimited(
-                    f"limit tokens_per_day reached: this API key has used {used} of its "
-                    f"{limits.tokens_per_day} tokens today; it resets at midnight",
-                    retry_after_s=_seconds_to_midnight(now),
-                    limit="tokens_per_day",
-                )
-    if slots:
-        state = services.engine.state_of(info.name)
-        if state is not None and state.slots:
-            max_streams = limits.max_streams if limits else None
-            services.scheduler.check(
-                info.name, key, n, capacity=state.slots, max_streams=max_streams
-            )
+    state = services.engine.state_of(info.name)
+    if state is not None and state.slots:
+        max_streams = usage.limits.max_streams if usage and usage.limits else None
+        services.scheduler.check(info.name, key, n, capacity=state.slots, max_streams=max_streams)
     services.engine.admit(info)
 
 
