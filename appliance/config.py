@@ -55,6 +55,9 @@ class ApiSettings(Section):
     """URL to show people (e.g. behind a reverse proxy); derived from `listen` when unset."""
     reasoning_format: Literal["deepseek", "ollama", "vllm", "none"] = "deepseek"
     """`<think>` text goes to: deepseek `reasoning_content`, ollama `thinking`, vllm `reasoning`."""
+    drain_s: float = Field(default=30.0, ge=0)
+    """On SIGTERM, seconds answers in progress may go on (no new connections are taken);
+    then each is ended with an error event. A second SIGTERM ends them at once."""
 
     @field_validator("listen")
     @classmethod

@@ -2,8 +2,9 @@
 
 Two uvicorn servers share one event loop: the LAN API on TCP and the admin API on a Unix socket
 that we bind ourselves (uvicorn's `--uds` would make it 0666; ours is 0660, group
-`appliance-admin`). Signals only set the servers' exit flags; shutdown stops the workers and
-removes the socket.
+`appliance-admin`). SIGTERM drains: the servers stop accepting connections, answers in progress
+go on for `api.drain_s`, then the ones left are ended with an error event (a second signal
+ends them at once); then the workers stop and the socket is removed.
 """
 
 from __future__ import annotations
@@ -209,7 +210,10 @@ async def _serve(
     admin: socket.socket,
     metrics_sock: socket.socket | None = None,
 ) -> None:
-    quiet = {"log_config": None, "access_log": False, "lifespan": "off"}
+    drain_s = services.config.api.drain_s
+    # uvicorn's own limit is a backstop: by then `expire` has ended every answer with an error.
+    quiet = {"log_config": None, "access_log": False, "lifespan": "off",
+             "timeout_graceful_shutdown": drain_s + 10}  # fmt: skip
     servers = [
         _Server(uvicorn.Config(create_app(services), **quiet)),  # type: ignore[arg-type]
         _Server(uvicorn.Config(create_admin_app(services), **quiet)),  # type: ignore[arg-type]
@@ -220,10 +224,30 @@ async def _serve(
         sockets.append(metrics_sock)
     loop = asyncio.get_running_loop()
 
+    expiry: list[asyncio.TimerHandle] = []
+
+    def expire() -> None:
+        reason = (
+            f"the appliance is shutting down and its drain time ({drain_s:g} s) ran out "
+            "before this answer was finished; retry when it is back"
+        )
+        ended = services.engine.abort_all(reason) + services.scheduler.abort_waiting(reason)
+        if ended:
+            log.warning("drain time over: ended %d answer(s) in progress", ended)
+
     def stop(signame: str) -> None:
-        log.info("received %s; shutting down", signame)
+        if expiry:
+            log.info("received %s again; ending the answers in progress now", signame)
+            expiry[0].cancel()
+            expire()
+            return
+        log.info(
+            "received %s; taking no new connections, answers in progress may go on for %g s",
+            signame, drain_s,
+        )  # fmt: skip
         for server in servers:
             server.should_exit = True
+        expiry.append(loop.call_later(drain_s, expire))
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop, sig.name)

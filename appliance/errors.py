@@ -112,6 +112,14 @@ class EngineDead(EngineError):
     title = "Engine unavailable"
 
 
+class ShuttingDown(EngineError):
+    """The daemon is stopping and its drain time ran out before this answer was finished."""
+
+    code = "shutting_down"
+    http_status = 503
+    title = "Shutting down"
+
+
 class Overloaded(EngineError):
     code = "overloaded"
     http_status = 429

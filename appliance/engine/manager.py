@@ -404,6 +404,14 @@ class EngineManager:
             await self.unload(name)
         return idle
 
+    def abort_all(self, reason: str) -> int:
+        """End every generation in progress with `ShuttingDown(reason)`; how many were ended."""
+        return sum(
+            model.worker.abort_streams(reason)
+            for model in self._models.values()
+            if model.worker is not None
+        )
+
     async def shutdown(self) -> None:
         if self._housekeeping:
             self._housekeeping.cancel()

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
-from appliance.errors import Overloaded, RateLimited
+from appliance.errors import Overloaded, RateLimited, ShuttingDown
 
 RETRY_AFTER_S = 2
 
@@ -110,7 +110,8 @@ class Scheduler:
             lane.streams[key] -= n
             if not lane.streams[key]:
                 del lane.streams[key]
-            if waiter.granted.done() and not waiter.granted.cancelled():
+            granted = waiter.granted
+            if granted.done() and not granted.cancelled() and granted.exception() is None:
                 lane.busy -= waiter.need
             else:
                 waiter.granted.cancel()
@@ -120,6 +121,20 @@ class Scheduler:
                     if not queue:
                         del lane.queues[key]
             lane.dispatch(capacity)
+
+    def abort_waiting(self, reason: str) -> int:
+        """Fail every request still waiting for a slot with `ShuttingDown(reason)`.
+
+        Returns how many were waiting."""
+        aborted = 0
+        for lane in self._lanes.values():
+            for queue in lane.queues.values():
+                for waiter in queue:
+                    if not waiter.granted.done():
+                        waiter.granted.set_exception(ShuttingDown(reason))
+                        aborted += 1
+            lane.queues.clear()
+        return aborted
 
     def snapshot(self) -> dict[str, tuple[int, int]]:
         """(busy slots, waiting requests) per model, for metrics and status."""

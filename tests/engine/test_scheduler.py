@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from appliance.engine.scheduler import KeyRates, Scheduler
-from appliance.errors import Overloaded, RateLimited
+from appliance.errors import Overloaded, RateLimited, ShuttingDown
 
 
 async def _hold(scheduler: Scheduler, key: str, order: list[str], release: asyncio.Event,
@@ -107,3 +107,19 @@ def test_requests_per_minute_refuse_the_next_one_until_the_window_moves() -> Non
     assert 0 < refused.value.retry_after_s <= 51
     rates.admit("b", 3, now=110.0)
     rates.admit("a", 3, now=160.5)  # the first one left the window
+
+
+async def test_requests_still_waiting_when_the_daemon_stops_fail_and_free_nothing() -> None:
+    scheduler = Scheduler(queue_size=10)
+    release = asyncio.Event()
+    running = asyncio.create_task(_hold(scheduler, "a", [], release))
+    waiting = [asyncio.create_task(_hold(scheduler, key, [], release)) for key in "bc"]
+    await asyncio.sleep(0)
+    assert scheduler.abort_waiting("shutting down") == 2
+    for task in waiting:
+        with pytest.raises(ShuttingDown, match="shutting down"):
+            await task
+    assert scheduler.snapshot()["m"] == (1, 0)  # the running one keeps its slot
+    release.set()
+    await running
+    assert scheduler.snapshot()["m"] == (0, 0)
