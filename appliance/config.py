@@ -21,7 +21,14 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from appliance.errors import ConfigError
@@ -140,6 +147,22 @@ class AuditSettings(Section):
     """Audit entries older than this are deleted (checked daily)."""
 
 
+class TlsSettings(Section):
+    mode: Literal["off", "self-signed", "files"] = "off"
+    """HTTPS on the LAN API: `off`; `self-signed` (a certificate for the box's names made at
+    first start, in `<state_dir>/tls/`); `files` (`cert_file` and `key_file`, reread on SIGHUP)."""
+    cert_file: Path | None = None
+    """PEM certificate (with its chain) for `mode = "files"`."""
+    key_file: Path | None = None
+    """PEM private key, without a passphrase, for `mode = "files"`."""
+
+    @model_validator(mode="after")
+    def _files_given(self) -> TlsSettings:
+        if self.mode == "files" and not (self.cert_file and self.key_file):
+            raise ValueError('mode "files" needs both tls.cert_file and tls.key_file')
+        return self
+
+
 class RuntimeSettings(Section):
     llama_dir: Path | None = None
     """Folder of the llama.cpp runtime builds (`cpu`, `cuda`, `cann`).
@@ -176,6 +199,7 @@ class Config(BaseSettings):
     devices: DevicesSettings = DevicesSettings()
     metrics: MetricsSettings = MetricsSettings()
     audit: AuditSettings = AuditSettings()
+    tls: TlsSettings = TlsSettings()
     runtime: RuntimeSettings = RuntimeSettings()
 
     @classmethod

@@ -39,6 +39,7 @@ from appliance.services import Services
 from appliance.store.audit import AuditLog
 from appliance.store.keys import KeyStore
 from appliance.store.models import ModelStore
+from appliance.tls import TlsState, certificate_for
 
 log = logging.getLogger("appliance.daemon")
 
@@ -52,12 +53,12 @@ class _Server(uvicorn.Server):
         return contextlib.nullcontext()
 
 
-def lan_url(host: str, port: int) -> str:
+def lan_url(host: str, port: int, *, https: bool = False) -> str:
     """The URL to show people: the box's LAN address when listening on every interface."""
     if host in ("0.0.0.0", "::", ""):
         host = _primary_address() or "127.0.0.1"
     shown = f"[{host}]" if ":" in host else host
-    return f"http://{shown}:{port}/v1"
+    return f"{'https' if https else 'http'}://{shown}:{port}/v1"
 
 
 def _primary_address() -> str | None:
@@ -156,6 +157,7 @@ def build_services(config: Config) -> tuple[Services, str | None]:
         raise ConfigError(str(error)) from None
     host, port = config.listen_address
     hooks = HookRunner.from_config(config)
+    certificate = certificate_for(config)
     services = Services(
         config=config,
         store=store,
@@ -163,7 +165,8 @@ def build_services(config: Config) -> tuple[Services, str | None]:
         engine=EngineManager(config, listener=hooks.run_async, placer=_placer(config, devices)),
         devices=devices,
         hooks=hooks,
-        api_url=config.api.public_url or lan_url(host, port),
+        api_url=config.api.public_url or lan_url(host, port, https=certificate is not None),
+        tls=TlsState(config, certificate) if certificate else None,
         scheduler=Scheduler(queue_size=config.engine.queue_size),
         audit=AuditLog(config.database),
     )
@@ -191,6 +194,12 @@ def announce(services: Services, new_key: str | None) -> None:
             f"API keys: {active} active (each shown once, at creation; "
             "new one: `appliance keys create`)"
         )
+    if services.tls is not None:
+        certificate = services.tls.certificate
+        kind = "self-signed certificate" if certificate.self_signed else "certificate"
+        lines.append(f"TLS: {kind}, SHA-256 fingerprint {certificate.fingerprint}")
+        if certificate.self_signed:
+            lines.append(f"  (clients trust the file {certificate.cert_file}; see docs/api.md)")
     if config.metrics.enabled:
         where = (
             f"http://{config.metrics.listen}/metrics"
@@ -214,8 +223,13 @@ async def _serve(
     # uvicorn's own limit is a backstop: by then `expire` has ended every answer with an error.
     quiet = {"log_config": None, "access_log": False, "lifespan": "off",
              "timeout_graceful_shutdown": drain_s + 10}  # fmt: skip
+    lan_config = uvicorn.Config(create_app(services), **quiet)  # type: ignore[arg-type]
+    if services.tls is not None:
+        lan_config.load()
+        # Our own context, not uvicorn's: SIGHUP loads a new certificate into this one object.
+        lan_config.ssl = services.tls.context
     servers = [
-        _Server(uvicorn.Config(create_app(services), **quiet)),  # type: ignore[arg-type]
+        _Server(lan_config),
         _Server(uvicorn.Config(create_admin_app(services), **quiet)),  # type: ignore[arg-type]
     ]
     sockets = [lan, admin]
@@ -251,6 +265,7 @@ async def _serve(
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop, sig.name)
+    loop.add_signal_handler(signal.SIGHUP, reload_tls, services)
     services.engine.start()
     startup = asyncio.create_task(_boot(services), name="boot")
     unsubscribe = services.devices.subscribe(device_event_handler(services, loop))
@@ -301,6 +316,20 @@ def device_event_handler(
         loop.call_soon_threadsafe(handle, event)
 
     return from_any_thread
+
+
+def reload_tls(services: Services) -> None:
+    """SIGHUP: present the certificate files again (new connections); keep the old on error."""
+    if services.tls is None:
+        log.info("received SIGHUP; TLS is off, nothing to reload")
+        return
+    try:
+        certificate = services.tls.reload()
+    except ApplianceError as error:
+        log.error("received SIGHUP; kept the old TLS certificate: %s", error.message)
+        return
+    log.info("received SIGHUP; TLS certificate reloaded, SHA-256 fingerprint %s",
+             certificate.fingerprint)  # fmt: skip
 
 
 async def _prune_audit_daily(services: Services) -> None:

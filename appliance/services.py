@@ -18,6 +18,7 @@ from appliance.firmware_hooks.runner import HookRunner
 from appliance.store.audit import AuditLog
 from appliance.store.keys import KeyStore
 from appliance.store.models import ModelStore
+from appliance.tls import TlsState
 
 
 @dataclass
@@ -37,5 +38,7 @@ class Services:
     """Admission to model slots, round-robin across keys (built with engine.queue_size)."""
     key_rates: KeyRates = field(default_factory=KeyRates)
     audit: AuditLog | None = None
+    tls: TlsState | None = None
+    """The LAN listener's certificate and SSL context; None when `tls.mode` is off."""
     metrics: Any = None
     """`api.metrics.Metrics` when metrics are on (typed loosely: services may not import api)."""

@@ -74,6 +74,7 @@ def _install_error_handlers(app: FastAPI, default_envelope, ollama: bool = False
 def create_app(services: Services) -> FastAPI:
     app = FastAPI(title="AI appliance", version=__version__)
     app.state.services = services
+    app.state.lan = True  # admin routes that name server paths refuse LAN callers
     _install_error_handlers(app, convert.error_body, ollama=True)
     app.include_router(health.router)
     app.include_router(openai_routes.router)

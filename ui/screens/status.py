@@ -43,8 +43,13 @@ class StatusScreen(Screen[None]):
         connection.update(f"Connected to the appliance daemon {status.version}")
         connection.set_class(False, "error")
         key = "API key required" if status.api_key_required else "no API key needed"
+        tls = (
+            f"TLS: {status.tls_mode}, SHA-256 {status.tls_fingerprint}\n"
+            if status.tls_fingerprint
+            else "TLS: off\n"
+        )
         self.query_one("#summary", Static).update(
-            f"LAN API: [b]{status.api_url}[/b]  ({key})\n"
+            f"LAN API: [b]{status.api_url}[/b]  ({key})\n{tls}"
             f"Default model: {status.default_model or 'none installed'}   "
             f"Installed models: {status.models_installed}   Up: {status.uptime_s:.0f} s"
         )

@@ -33,6 +33,10 @@ class DaemonStatus(AdminModel):
     models_installed: int
     runtime: RuntimeReport | None = None
     """llama.cpp build and self-tested CPU variant; None while the first probe still runs."""
+    tls_mode: str = "off"
+    tls_fingerprint: str | None = None
+    """SHA-256 of the certificate the LAN API presents (`AB:CD:…`); None without TLS."""
+    tls_not_after: float | None = None
 
 
 class ImportRequest(AdminModel):
