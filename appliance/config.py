@@ -315,6 +315,9 @@ def _describe(exc: ValidationError, path: Path, listen_override: str | None) -> 
             key, where = "api.listen", "from APPLIANCE_LISTEN"
         elif variable in os.environ:
             where = f"from {variable}"
+        elif any(name.startswith(f"{variable}__") for name in os.environ):
+            # A whole section's check (e.g. tls.mode "files" needs both files) may mix sources.
+            where = f"in {path} or the {variable}__* variables"
         got = error.get("input")
         shown = "" if isinstance(got, dict) or "got" in message else f", got {got!r}"
         lines.append(f"invalid value for '{key}' {where}: {message}{shown}")
