@@ -90,7 +90,10 @@ async def flooded_run(url: str, polite: str, flooder: str, args: argparse.Namesp
         await asyncio.sleep(args.warmup_s)  # every slot busy and a queue waiting
         figures = await polite_run(url, polite, args.asks, args.gap_s)
         stop.set()
-        await asyncio.gather(*streams)
+        # Hang up on the flood (the daemon cancels those generations) rather than wait for it.
+        for stream in streams:
+            stream.cancel()
+        await asyncio.gather(*streams, return_exceptions=True)
     return figures, done
 
 
