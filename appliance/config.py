@@ -21,7 +21,14 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from appliance.errors import ConfigError
@@ -57,6 +64,10 @@ class ApiSettings(Section):
     """`<think>` text goes to: deepseek `reasoning_content`, ollama `thinking`, vllm `reasoning`."""
     openapi_docs: bool = False
     """Serve `/docs`, `/redoc` and `/openapi.json` (to holders of an API key); off by default."""
+
+    drain_s: float = Field(default=30.0, ge=0)
+    """On SIGTERM, seconds answers in progress may go on (no new connections are taken);
+    then each is ended with an error event. A second SIGTERM ends them at once."""
 
     @field_validator("listen")
     @classmethod
@@ -155,6 +166,44 @@ class DevicesSettings(Section):
     """Watch udev for accelerators and USB disks coming and going."""
 
 
+class MetricsSettings(Section):
+    enabled: bool = True
+    """Serve Prometheus metrics at `/metrics`."""
+    listen: str = ""
+    """Separate `host:port` serving `/metrics` without a key (e.g. `127.0.0.1:9464`); empty:
+    `/metrics` is on the LAN API and needs an API key."""
+
+    @field_validator("listen")
+    @classmethod
+    def _check_listen(cls, value: str) -> str:
+        if value:
+            parse_listen(value)
+        return value
+
+
+class AuditSettings(Section):
+    store_prompts: bool = False
+    """Also keep each request's prompt text in the audit log (off: never stored)."""
+    retention_days: int = Field(default=90, ge=1)
+    """Audit entries older than this are deleted (checked daily)."""
+
+
+class TlsSettings(Section):
+    mode: Literal["off", "self-signed", "files"] = "off"
+    """HTTPS on the LAN API: `off`; `self-signed` (a certificate for the box's names made at
+    first start, in `<state_dir>/tls/`); `files` (`cert_file` and `key_file`, reread on SIGHUP)."""
+    cert_file: Path | None = None
+    """PEM certificate (with its chain) for `mode = "files"`."""
+    key_file: Path | None = None
+    """PEM private key, without a passphrase, for `mode = "files"`."""
+
+    @model_validator(mode="after")
+    def _files_given(self) -> TlsSettings:
+        if self.mode == "files" and not (self.cert_file and self.key_file):
+            raise ValueError('mode "files" needs both tls.cert_file and tls.key_file')
+        return self
+
+
 class RuntimeSettings(Section):
     llama_dir: Path | None = None
     """Folder of the llama.cpp runtime builds (`cpu`, `cuda`, `cann`).
@@ -190,6 +239,9 @@ class Config(BaseSettings):
     limits: LimitsSettings = LimitsSettings()
     hooks: HookSettings = HookSettings()
     devices: DevicesSettings = DevicesSettings()
+    metrics: MetricsSettings = MetricsSettings()
+    audit: AuditSettings = AuditSettings()
+    tls: TlsSettings = TlsSettings()
     runtime: RuntimeSettings = RuntimeSettings()
 
     @classmethod
@@ -305,6 +357,9 @@ def _describe(exc: ValidationError, path: Path, listen_override: str | None) -> 
             key, where = "api.listen", "from APPLIANCE_LISTEN"
         elif variable in os.environ:
             where = f"from {variable}"
+        elif any(name.startswith(f"{variable}__") for name in os.environ):
+            # A whole section's check (e.g. tls.mode "files" needs both files) may mix sources.
+            where = f"in {path} or the {variable}__* variables"
         got = error.get("input")
         shown = "" if isinstance(got, dict) or "got" in message else f", got {got!r}"
         lines.append(f"invalid value for '{key}' {where}: {message}{shown}")

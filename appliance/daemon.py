@@ -2,8 +2,9 @@
 
 Two uvicorn servers share one event loop: the LAN API on TCP and the admin API on a Unix socket
 that we bind ourselves (uvicorn's `--uds` would make it 0666; ours is 0660, group
-`appliance-admin`). Signals only set the servers' exit flags; shutdown stops the workers and
-removes the socket.
+`appliance-admin`). SIGTERM drains: the servers stop accepting connections, answers in progress
+go on for `api.drain_s`, then the ones left are ended with an error event (a second signal
+ends them at once); then the workers stop and the socket is removed.
 """
 
 from __future__ import annotations
@@ -26,9 +27,11 @@ import uvicorn
 
 from appliance import __version__
 from appliance.api.app import create_admin_app, create_app
-from appliance.config import Config
+from appliance.api.metrics import Metrics, create_metrics_app
+from appliance.config import Config, parse_listen
 from appliance.devices import DeviceManager, DriverFailed
 from appliance.engine.manager import EngineManager, Placer
+from appliance.engine.scheduler import Scheduler
 from appliance.errors import ApplianceError, ConfigError, StorageError
 from appliance.firmware_hooks.runner import HookRunner
 from appliance.logbuffer import LogBuffer
@@ -36,8 +39,10 @@ from appliance.placement import choose_default_model, place_model
 from appliance.records import DeviceEvent, ModelInfo, ModelPlacement
 from appliance.runtime.probe import abort_self_test
 from appliance.services import Services
+from appliance.store.audit import AuditLog
 from appliance.store.keys import KeyStore
 from appliance.store.models import ModelStore
+from appliance.tls import TlsState, certificate_for
 
 log = logging.getLogger("appliance.daemon")
 
@@ -67,12 +72,12 @@ class _Server(uvicorn.Server):
         return contextlib.nullcontext()
 
 
-def lan_url(host: str, port: int) -> str:
+def lan_url(host: str, port: int, *, https: bool = False) -> str:
     """The URL to show people: the box's LAN address when listening on every interface."""
     if host in ("0.0.0.0", "::", ""):
         host = _primary_address() or "127.0.0.1"
     shown = f"[{host}]" if ":" in host else host
-    return f"http://{shown}:{port}/v1"
+    return f"{'https' if https else 'http'}://{shown}:{port}/v1"
 
 
 def _primary_address() -> str | None:
@@ -190,6 +195,7 @@ def build_services(config: Config) -> tuple[Services, str | None]:
         raise ConfigError(str(error)) from None
     host, port = config.listen_address
     hooks = HookRunner.from_config(config)
+    certificate = certificate_for(config)
     services = Services(
         config=config,
         store=store,
@@ -197,8 +203,13 @@ def build_services(config: Config) -> tuple[Services, str | None]:
         engine=EngineManager(config, listener=hooks.run_async, placer=_placer(config, devices)),
         devices=devices,
         hooks=hooks,
-        api_url=config.api.public_url or lan_url(host, port),
+        api_url=config.api.public_url or lan_url(host, port, https=certificate is not None),
+        tls=TlsState(config, certificate) if certificate else None,
+        scheduler=Scheduler(queue_size=config.engine.queue_size),
+        audit=AuditLog(config.database),
     )
+    if config.metrics.enabled:
+        services.metrics = Metrics(services)
     services.default_model = choose_default_model(store.list(), devices.devices(), config)
     return services, new_key
 
@@ -221,28 +232,79 @@ def announce(services: Services, new_key: str | None) -> None:
             f"API keys: {active} active (each shown once, at creation; "
             "new one: `appliance keys create`)"
         )
+    if services.tls is not None:
+        certificate = services.tls.certificate
+        kind = "self-signed certificate" if certificate.self_signed else "certificate"
+        lines.append(f"TLS: {kind}, SHA-256 fingerprint {certificate.fingerprint}")
+        if certificate.self_signed:
+            lines.append(f"  (clients trust the file {certificate.cert_file}; see docs/api.md)")
+    if config.metrics.enabled:
+        where = (
+            f"http://{config.metrics.listen}/metrics"
+            if config.metrics.listen
+            else ("/metrics on the LAN API (with an API key)")
+        )
+        lines.append(f"Metrics: {where}")
     lines.append(f"Admin socket: {config.admin_socket}  (`appliance tui`, `appliance status`)")
     model = services.default_model or "none installed (`appliance models import FILE`)"
     lines.append(f"Default model: {model}")
     print("\n".join(lines), flush=True)
 
 
-async def _serve(services: Services, lan: socket.socket, admin: socket.socket) -> None:
-    quiet = {"log_config": None, "access_log": False, "lifespan": "off"}
+async def _serve(
+    services: Services,
+    lan: socket.socket,
+    admin: socket.socket,
+    metrics_sock: socket.socket | None = None,
+) -> None:
+    drain_s = services.config.api.drain_s
+    # uvicorn's own limit is a backstop: by then `expire` has ended every answer with an error.
+    quiet = {"log_config": None, "access_log": False, "lifespan": "off",
+             "timeout_graceful_shutdown": drain_s + 10}  # fmt: skip
+    lan_config = uvicorn.Config(create_app(services), **quiet)  # type: ignore[arg-type]
+    if services.tls is not None:
+        lan_config.load()
+        # Our own context, not uvicorn's: SIGHUP loads a new certificate into this one object.
+        lan_config.ssl = services.tls.context
     servers = [
-        _Server(uvicorn.Config(create_app(services), **quiet)),  # type: ignore[arg-type]
+        _Server(lan_config),
         _Server(uvicorn.Config(create_admin_app(services), **quiet)),  # type: ignore[arg-type]
     ]
+    sockets = [lan, admin]
+    if metrics_sock is not None:
+        servers.append(_Server(uvicorn.Config(create_metrics_app(services), **quiet)))  # type: ignore[arg-type]
+        sockets.append(metrics_sock)
     loop = asyncio.get_running_loop()
 
+    expiry: list[asyncio.TimerHandle] = []
+
+    def expire() -> None:
+        reason = (
+            f"the appliance is shutting down and its drain time ({drain_s:g} s) ran out "
+            "before this answer was finished; retry when it is back"
+        )
+        ended = services.engine.abort_all(reason) + services.scheduler.abort_waiting(reason)
+        if ended:
+            log.warning("drain time over: ended %d answer(s) in progress", ended)
+
     def stop(signame: str) -> None:
-        log.info("received %s; shutting down", signame)
+        if expiry:
+            log.info("received %s again; ending the answers in progress now", signame)
+            expiry[0].cancel()
+            expire()
+            return
+        log.info(
+            "received %s; taking no new connections, answers in progress may go on for %g s",
+            signame, drain_s,
+        )  # fmt: skip
         abort_self_test()  # a CPU variant self-test in progress must not hold the exit up
         for server in servers:
             server.should_exit = True
+        expiry.append(loop.call_later(drain_s, expire))
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop, sig.name)
+    loop.add_signal_handler(signal.SIGHUP, reload_tls, services)
     services.engine.start()
     startup = asyncio.create_task(_boot(services), name="boot")
     unsubscribe = services.devices.subscribe(device_event_handler(services, loop))
@@ -251,11 +313,15 @@ async def _serve(services: Services, lan: socket.socket, admin: socket.socket) -
         services.devices.run(settings.telemetry_interval_s, hotplug=settings.hotplug),
         name="devices",
     )
+    prune = asyncio.create_task(_prune_audit_daily(services), name="audit-prune")
     try:
-        await asyncio.gather(servers[0].serve(sockets=[lan]), servers[1].serve(sockets=[admin]))
+        await asyncio.gather(
+            *(server.serve(sockets=[sock]) for server, sock in zip(servers, sockets, strict=True))
+        )
     finally:
         startup.cancel()
         watch.cancel()
+        prune.cancel()
         unsubscribe()
         await services.engine.shutdown()
 
@@ -291,6 +357,34 @@ def device_event_handler(
     return from_any_thread
 
 
+def reload_tls(services: Services) -> None:
+    """SIGHUP: present the certificate files again (new connections); keep the old on error."""
+    if services.tls is None:
+        log.info("received SIGHUP; TLS is off, nothing to reload")
+        return
+    try:
+        certificate = services.tls.reload()
+    except ApplianceError as error:
+        log.error("received SIGHUP; kept the old TLS certificate: %s", error.message)
+        return
+    log.info("received SIGHUP; TLS certificate reloaded, SHA-256 fingerprint %s",
+             certificate.fingerprint)  # fmt: skip
+
+
+async def _prune_audit_daily(services: Services) -> None:
+    """Delete audit entries past `audit.retention_days`: at start, then once a day."""
+    while services.audit is not None:
+        try:
+            removed = await asyncio.to_thread(
+                services.audit.prune, services.config.audit.retention_days
+            )
+            if removed:
+                log.info("audit log: removed %d entries past the retention", removed)
+        except ApplianceError as error:
+            log.warning("audit log pruning failed: %s", error.message)
+        await asyncio.sleep(86400)
+
+
 async def _boot(services: Services) -> None:
     """Boot hooks first (they may check drivers and firmware), then the default model."""
     devices = [device.model_dump(mode="json") for device in services.devices.devices()]
@@ -321,12 +415,17 @@ def serve(config: Config) -> None:
     services.logs = recent
     host, port = config.listen_address
     lan = bind_lan_socket(host, port)
+    metrics_sock = None
+    if config.metrics.enabled and config.metrics.listen:
+        metrics_sock = bind_lan_socket(*parse_listen(config.metrics.listen))
     admin = bind_admin_socket(config.admin_socket)
     try:
         announce(services, new_key)
-        asyncio.run(_serve(services, lan, admin))
+        asyncio.run(_serve(services, lan, admin, metrics_sock))
     finally:
         lan.close()
         admin.close()
+        if metrics_sock is not None:
+            metrics_sock.close()
         with contextlib.suppress(FileNotFoundError):
             config.admin_socket.unlink()

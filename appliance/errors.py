@@ -19,7 +19,9 @@ Imports nothing from the appliance (a leaf). The API maps these to wire envelope
         ├── ModelLoading       the model is still loading (503)
         ├── EngineDead         the worker process died; it is restarted (503)
         ├── NoRoom             max_loaded models are loading or busy (503, Retry-After)
+        ├── ShuttingDown       the daemon's drain time ran out (503)
         └── Overloaded         the queue is full (429, Retry-After)
+            └── RateLimited    an API key's own limit is reached (429, Retry-After)
 """
 
 from __future__ import annotations
@@ -128,6 +130,14 @@ class NoRoom(EngineError):
     retry_after_s = 5
 
 
+class ShuttingDown(EngineError):
+    """The daemon is stopping and its drain time ran out before this answer was finished."""
+
+    code = "shutting_down"
+    http_status = 503
+    title = "Shutting down"
+
+
 class Overloaded(EngineError):
     code = "overloaded"
     http_status = 429
@@ -136,3 +146,15 @@ class Overloaded(EngineError):
     def __init__(self, message: str, retry_after_s: int = 1) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
+
+
+class RateLimited(Overloaded):
+    """One API key's limit (requests per minute, tokens per day, concurrent streams)."""
+
+    code = "rate_limited"
+    title = "Limit reached"
+
+    def __init__(self, message: str, retry_after_s: int = 1, limit: str = "") -> None:
+        super().__init__(message, retry_after_s)
+        self.limit = limit
+        """Which limit: `requests_per_minute`, `tokens_per_day` or `max_streams`."""

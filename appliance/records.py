@@ -382,3 +382,15 @@ class LoadedModel(BaseModel):
     """Why the model runs where it does, in words."""
     cpu_variant: str = ""
     """The self-tested llama.cpp CPU variant its worker loaded (`zen4`, `haswell`…)."""
+
+
+class KeyLimits(BaseModel):
+    """What one key may do; None: no limit of that kind."""
+
+    allowed_models: list[str] | None = None
+    """Models this key may use; None: every installed model."""
+    requests_per_minute: int | None = None
+    tokens_per_day: int | None = None
+    """Prompt plus answer tokens per calendar day (the box's local time)."""
+    max_streams: int | None = None
+    """Generations at once (a request with `n` choices counts as n)."""

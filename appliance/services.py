@@ -8,14 +8,18 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from appliance.config import Config
 from appliance.devices import DeviceManager
 from appliance.engine.manager import EngineManager
+from appliance.engine.scheduler import KeyRates, Scheduler
 from appliance.firmware_hooks.runner import HookRunner
 from appliance.logbuffer import LogBuffer
+from appliance.store.audit import AuditLog
 from appliance.store.keys import KeyStore
 from appliance.store.models import ModelStore
+from appliance.tls import TlsState
 
 
 @dataclass
@@ -33,3 +37,12 @@ class Services:
     """The model chosen at start (config `default_model`, else the best installed one)."""
     logs: LogBuffer = field(default_factory=LogBuffer)
     """Recent log records for `GET /admin/logs`; `serve()` attaches it to the root logger."""
+
+    scheduler: Scheduler = field(default_factory=lambda: Scheduler(queue_size=64))
+    """Admission to model slots, round-robin across keys (built with engine.queue_size)."""
+    key_rates: KeyRates = field(default_factory=KeyRates)
+    audit: AuditLog | None = None
+    tls: TlsState | None = None
+    """The LAN listener's certificate and SSL context; None when `tls.mode` is off."""
+    metrics: Any = None
+    """`api.metrics.Metrics` when metrics are on (typed loosely: services may not import api)."""

@@ -1,6 +1,7 @@
 """Build the two FastAPI apps from a `Services` object; the one place errors become HTTP.
 
-- `create_app(services)`: the LAN listener (OpenAI API, health, admin behind admin keys).
+- `create_app(services)`: the LAN listener (OpenAI and Ollama APIs, health, admin behind
+  admin keys). Errors on `/api/...` take Ollama's shape, all others OpenAI's.
 - `create_admin_app(services)`: the Unix-socket listener (admin API, health, and `/v1` for
   the console's chat playground, keyless: the socket's file mode is the authorisation).
 """
@@ -15,10 +16,13 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from appliance import __version__
-from appliance.api import health
+from appliance.api import health, metrics
+from appliance.api.accounting import AccountingMiddleware
 from appliance.api.admin import routes as admin_routes
 from appliance.api.deps import AdminKeyDep, Caller, authenticate, require_api_key
 from appliance.api.gate import RequestGate
+from appliance.api.ollama import convert as ollama_convert
+from appliance.api.ollama import routes as ollama_routes
 from appliance.api.openai import convert
 from appliance.api.openai import routes as openai_routes
 from appliance.errors import ApplianceError, NoRoom, NotFound, Overloaded, UsageError
@@ -31,8 +35,14 @@ def _admin_envelope(error: ApplianceError) -> dict[str, object]:
     return {"error": {"code": error.code, "message": error.message, "title": error.title}}
 
 
-def _install_error_handlers(app: FastAPI, envelope) -> None:  # type: ignore[no-untyped-def]
-    async def on_appliance_error(_: Request, error: Exception) -> JSONResponse:
+def _install_error_handlers(app: FastAPI, default_envelope, ollama: bool = False) -> None:  # type: ignore[no-untyped-def]
+    def envelope_for(request: Request):  # type: ignore[no-untyped-def]
+        if ollama and request.url.path.startswith("/api/"):
+            return ollama_convert.error_body
+        return default_envelope
+
+    async def on_appliance_error(request: Request, error: Exception) -> JSONResponse:
+        envelope = envelope_for(request)
         assert isinstance(error, ApplianceError)
         headers = {}
         if error.http_status == 401:
@@ -41,7 +51,8 @@ def _install_error_handlers(app: FastAPI, envelope) -> None:  # type: ignore[no-
             headers["Retry-After"] = str(error.retry_after_s)
         return JSONResponse(envelope(error), status_code=error.http_status, headers=headers)
 
-    async def on_validation_error(_: Request, error: Exception) -> JSONResponse:
+    async def on_validation_error(request: Request, error: Exception) -> JSONResponse:
+        envelope = envelope_for(request)
         assert isinstance(error, RequestValidationError)
         problems = []
         for item in error.errors():
@@ -51,6 +62,7 @@ def _install_error_handlers(app: FastAPI, envelope) -> None:  # type: ignore[no-
         return JSONResponse(envelope(usage), status_code=400)
 
     async def on_http_error(request: Request, error: Exception) -> JSONResponse:
+        envelope = envelope_for(request)
         # Starlette's own refusals (unknown path, wrong method, a body that is not JSON) would
         # otherwise answer `{"detail": ...}`, not the envelope clients parse (found by fuzzing).
         assert isinstance(error, StarletteHTTPException)
@@ -67,7 +79,8 @@ def _install_error_handlers(app: FastAPI, envelope) -> None:  # type: ignore[no-
             envelope(refusal), status_code=refusal.http_status, headers=error.headers
         )
 
-    async def on_unexpected(_: Request, error: Exception) -> JSONResponse:
+    async def on_unexpected(request: Request, error: Exception) -> JSONResponse:
+        envelope = envelope_for(request)
         log.exception("unexpected error while serving a request")
         internal = ApplianceError(
             f"internal error ({type(error).__name__}); the daemon log has the details"
@@ -92,10 +105,17 @@ def create_app(services: Services) -> FastAPI:
     config = services.config
     app = FastAPI(title="AI appliance", version=__version__, **_docs(config.api.openapi_docs))
     app.state.services = services
-    _install_error_handlers(app, convert.error_body)
+    app.state.lan = True  # admin routes that name server paths refuse LAN callers
+    _install_error_handlers(app, convert.error_body, ollama=True)
     app.include_router(health.router)
     app.include_router(openai_routes.router)
+    app.include_router(ollama_routes.public)
+    app.include_router(ollama_routes.router)
+    if services.config.metrics.enabled and not services.config.metrics.listen:
+        app.include_router(metrics.keyed_router)
     app.include_router(admin_routes.router, dependencies=[AdminKeyDep])
+    app.add_middleware(AccountingMiddleware, services=services)
+    # Added last, so outermost: size and key are checked before anything else runs.
     app.add_middleware(
         RequestGate,
         max_body_bytes=config.limits.max_body_bytes,

@@ -11,7 +11,9 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from appliance.api import accounting
 from appliance.errors import AuthenticationError, PermissionDenied
+from appliance.records import KeyLimits
 from appliance.services import Services
 
 
@@ -37,6 +39,8 @@ class Caller:
     scope: str = "user"
     key_name: str | None = None
     reasoning_format: str | None = None
+    key_id: int | None = None
+    limits: KeyLimits | None = None
 
 
 def require_api_key(request: Request, services: ServicesDep) -> Caller:
@@ -65,19 +69,45 @@ def authenticate(services: Services, headers: Mapping[str, str]) -> Caller:
     info = services.keys.authenticate(key)
     if info is None:
         raise AuthenticationError("the API key is not valid (unknown or revoked)")
-    return Caller(info.scope, info.name, info.reasoning_format)
+    usage = accounting.current()
+    if usage is not None:  # for the audit log, the metrics and the key's limits
+        usage.key_id, usage.key_name, usage.limits = info.id, info.name, info.limits
+    return Caller(info.scope, info.name, info.reasoning_format, info.id, info.limits)
 
 
 CallerDep = Annotated[Caller, Depends(require_api_key)]
 
 
-def require_admin_key(caller: CallerDep) -> None:
-    """Admin routes on the LAN listener need an admin-scoped key (the socket needs none)."""
+def require_admin_key(request: Request, caller: CallerDep) -> None:
+    """Admin routes on the LAN listener need TLS and an admin-scoped key (the socket needs
+    neither): an admin key sent in clear text would hand the box to anyone listening."""
+    if request.url.scheme != "https":
+        raise PermissionDenied(
+            "admin operations over the network need TLS (set tls.mode to self-signed or "
+            "files); on the box itself, use the admin socket (`appliance ...`)"
+        )
     if caller.scope != "admin":
         raise PermissionDenied(
             "this operation needs an admin-scoped API key or the admin socket on the box"
         )
 
 
+def on_admin_socket(request: Request) -> bool:
+    """True on the Unix-socket listener, whose file mode is the authorisation."""
+    return not getattr(request.app.state, "lan", False)
+
+
+def require_admin_socket(request: Request) -> None:
+    """Routes that name files on the box (import or export by path, media listings) never run
+    for a LAN caller, whatever its key: only someone on the box may reach its disks."""
+    if not on_admin_socket(request):
+        raise PermissionDenied(
+            "this operation reads or writes paths on the box's disks, so it runs only over "
+            "the admin socket on the box (`appliance models ...` there); over the network, "
+            "import from a URL instead"
+        )
+
+
 ApiKeyDep = Depends(require_api_key)
 AdminKeyDep = Depends(require_admin_key)
+AdminSocketDep = Depends(require_admin_socket)

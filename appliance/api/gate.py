@@ -28,8 +28,9 @@ Envelope = Callable[[ApplianceError], dict[str, object]]
 Authenticate = Callable[[dict[str, str]], object]
 """Headers (lower-case names) → the caller; raises AuthenticationError when there is none."""
 
-PUBLIC_PATHS = frozenset({"/health", "/ready"})
-"""Paths that answer without a key: probes must not need one, and they reveal nothing."""
+PUBLIC_PATHS = frozenset({"/health", "/ready", "/", "/api/version"})
+"""Paths that answer without a key: probes must not need one, and they reveal nothing (`/` and
+`/api/version` are how Ollama clients check that a server is there)."""
 
 
 class RequestGate:

@@ -110,3 +110,36 @@ def set_key(state: CliState, name_or_id: str, reasoning_format: str | None) -> N
         else:
             _keystore(state).set_reasoning_format(name_or_id, reasoning_format)
     stderr_console.print(f"{name_or_id}: reasoning format {reasoning_format or 'default'}")
+
+
+@keys.command("limit")
+@click.argument("name_or_id")
+@click.option("--models", help="Comma-separated models this key may use (default: all).")
+@click.option("--rpm", type=int, help="Requests per minute.")
+@click.option("--tokens-per-day", type=int, help="Prompt plus answer tokens per day.")
+@click.option("--max-streams", type=int, help="Generations at once (n choices count n).")
+@pass_state
+def limit_key(
+    state: CliState,
+    name_or_id: str,
+    models: str | None,
+    rpm: int | None,
+    tokens_per_day: int | None,
+    max_streams: int | None,
+) -> None:
+    """Set a key's limits (each one left out: no limit of that kind)."""
+    from appliance.records import KeyLimits
+
+    limits = KeyLimits(
+        allowed_models=[m.strip() for m in models.split(",") if m.strip()] if models else None,
+        requests_per_minute=rpm,
+        tokens_per_day=tokens_per_day,
+        max_streams=max_streams,
+    )
+    with daemon_or_none(state.config) as client:
+        if client:
+            client.set_key_limits(name_or_id, limits)
+        else:
+            _keystore(state).set_limits(name_or_id, limits)
+    shown = ", ".join(f"{k}={v}" for k, v in limits.model_dump(exclude_none=True).items())
+    stderr_console.print(f"{name_or_id}: limits {shown or 'none'}")

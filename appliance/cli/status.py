@@ -23,6 +23,13 @@ def status(state: CliState, as_json: bool) -> None:
         return
     stdout_console.print(f"[bold]AI appliance {info.version}[/] up {info.uptime_s:.0f} s")
     stdout_console.print(f"LAN API: {info.api_url}  (key required: {info.api_key_required})")
+    if info.tls_fingerprint:
+        # Never wrapped: people compare it character by character or copy it whole.
+        stdout_console.print(
+            f"TLS: {info.tls_mode}, SHA-256 fingerprint {info.tls_fingerprint}", soft_wrap=True
+        )
+    else:
+        stdout_console.print("TLS: off (tls.mode)")
     stdout_console.print(f"Default model: {info.default_model or '-'}")
     runtime = info.runtime
     if runtime is None:

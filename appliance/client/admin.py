@@ -13,10 +13,13 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
+from pydantic import TypeAdapter
 
 from appliance import errors
 from appliance.api.admin.protocol import (
     ApiKeyPublic,
+    AuditQuery,
+    AuditRecord,
     DaemonStatus,
     Exported,
     HookRunInfo,
@@ -35,6 +38,7 @@ from appliance.records import (
     DeviceTelemetry,
     FitPlan,
     ImportableFile,
+    KeyLimits,
     LoadedModel,
     ModelInfo,
     Placement,
@@ -236,6 +240,18 @@ class AdminClient:
 
     def update_key(self, name_or_id: str, reasoning_format: str | None) -> ApiKeyPublic:
         return self.run(calls.update_key(name_or_id, reasoning_format))
+
+    def set_key_limits(self, name_or_id: str, limits: KeyLimits) -> ApiKeyPublic:
+        body = {"limits": limits.model_dump(mode="json")}
+        return ApiKeyPublic.model_validate(
+            self._call("PATCH", f"/admin/keys/{name_or_id}", json=body)
+        )
+
+    def audit(self, query: AuditQuery) -> list[AuditRecord]:
+        params = query.model_dump(exclude_none=True)
+        return TypeAdapter(list[AuditRecord]).validate_python(
+            self._call("GET", "/admin/audit", params=params)
+        )
 
     def set_chat_template(self, name: str, template: str | None) -> ModelInfo:
         return self.run(calls.set_chat_template(name, template))

@@ -42,7 +42,7 @@ from appliance.engine.messages import (
     frame_length,
     from_worker_decoder,
 )
-from appliance.errors import EngineDead, EngineError, RequestTooLarge, UsageError
+from appliance.errors import EngineDead, EngineError, RequestTooLarge, ShuttingDown, UsageError
 
 log = logging.getLogger("appliance.engine")
 
@@ -228,6 +228,13 @@ class WorkerProcess:
         assert isinstance(reply, Embeddings)
         return reply
 
+    def abort_streams(self, reason: str) -> int:
+        """End every request in progress with `ShuttingDown(reason)` (the daemon's drain ran
+        out); each is then cancelled in the worker. Returns how many were ended."""
+        for request_id, stream in self._streams.items():
+            stream.put_nowait(Failed(request_id, reason, code=ShuttingDown.code))
+        return len(self._streams)
+
     def _fail_all(self, reason: str) -> None:
         if self._ready_future and not self._ready_future.done():
             self._ready_future.set_exception(
@@ -252,7 +259,8 @@ class WorkerProcess:
             while True:
                 message = await stream.get()
                 if isinstance(message, Failed):
-                    finished = True
+                    # Ended by the daemon, not the worker: the worker must still cancel it.
+                    finished = message.code != ShuttingDown.code
                     raise _error_for(message)
                 yield message
                 if isinstance(message, Done) and message.last:
@@ -285,6 +293,8 @@ def _error_for(failed: Failed) -> EngineError | UsageError:
     error: EngineError | UsageError
     if failed.code == "engine_unavailable":
         error = EngineDead(failed.error)
+    elif failed.code == ShuttingDown.code:
+        error = ShuttingDown(failed.error)
     elif failed.code in ("invalid_request_error", "context_length_exceeded"):
         error = UsageError(failed.error)  # the request cannot work as written: 400
     else:

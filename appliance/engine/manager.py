@@ -65,6 +65,9 @@ class _Model:
         loading = self.reserved and self.loading is not None and not self.loading.done()
         return self.worker is not None or loading
 
+    keep_alive_s: float | None = None
+    """A client's `keep_alive` (Ollama API): idle seconds before unloading; < 0 never."""
+
     @property
     def ready(self) -> bool:
         return (
@@ -427,23 +430,55 @@ class EngineManager:
             await asyncio.sleep(HOUSEKEEPING_INTERVAL_S)
             await self.unload_idle()
 
+    def keep_alive(self, name: str, seconds: float) -> None:
+        """A client's keep_alive for an unpinned model (0: unload once idle; < 0: never).
+
+        Pinned models (the default, administrator loads) ignore it: one LAN client must not
+        unload the model everyone shares.
+        """
+        model = self._models.get(name)
+        if model is not None and not model.record.pinned:
+            model.keep_alive_s = seconds
+
+    def _idle_limit(self, model: _Model) -> float | None:
+        """Idle seconds before `model` is unloaded; None: never."""
+        if model.record.pinned:
+            return None
+        if model.keep_alive_s is not None:
+            return None if model.keep_alive_s < 0 else model.keep_alive_s
+        configured = self.config.engine.keep_alive_s
+        return None if configured <= 0 else configured
+
+    def expires_at(self, name: str) -> float | None:
+        """Wall-clock time an idle model will be unloaded at; None when it is kept."""
+        model = self._models.get(name)
+        limit = self._idle_limit(model) if model else None
+        if model is None or limit is None:
+            return None
+        idle_for = time.monotonic() - model.last_used if model.in_flight == 0 else 0.0
+        return time.time() + max(0.0, limit - idle_for)
+
     async def unload_idle(self) -> list[str]:
-        keep_alive = self.config.engine.keep_alive_s
-        if keep_alive <= 0:
-            return []
         now = time.monotonic()
-        idle = [
-            name
-            for name, model in self._models.items()
-            if model.ready
-            and not model.record.pinned
-            and model.in_flight == 0
-            and now - model.last_used > keep_alive
-        ]
+        idle = []
+        for name, model in self._models.items():
+            limit = self._idle_limit(model)
+            if limit is None or not model.ready or model.in_flight:
+                continue
+            if now - model.last_used >= limit:
+                idle.append(name)
         for name in idle:
-            log.info("unloading %s: idle for more than %.0f s", name, keep_alive)
+            log.info("unloading %s: idle past its keep-alive", name)
             await self.unload(name)
         return idle
+
+    def abort_all(self, reason: str) -> int:
+        """End every generation in progress with `ShuttingDown(reason)`; how many were ended."""
+        return sum(
+            model.worker.abort_streams(reason)
+            for model in self._models.values()
+            if model.worker is not None
+        )
 
     async def shutdown(self) -> None:
         if self._housekeeping:

@@ -74,6 +74,30 @@ MIGRATIONS: list[tuple[str, ...]] = [
         "ALTER TABLE models ADD COLUMN chat_template_override TEXT",
         "ALTER TABLE api_keys ADD COLUMN reasoning_format TEXT",
     ),
+    (
+        # Issue 10: the audit log, and per-key limits (NULL: no limit).
+        """
+        CREATE TABLE audit (
+            id          INTEGER PRIMARY KEY AUTOINCREMENT,
+            ts          REAL NOT NULL,              -- when the request arrived (epoch s)
+            key_id      INTEGER,                    -- NULL when keys are off
+            key_name    TEXT,
+            route       TEXT NOT NULL,
+            model       TEXT,
+            tokens_in   INTEGER NOT NULL DEFAULT 0,
+            tokens_out  INTEGER NOT NULL DEFAULT 0,
+            status      INTEGER NOT NULL,
+            duration_s  REAL NOT NULL,
+            prompt      TEXT                        -- only with audit.store_prompts
+        )
+        """,
+        "CREATE INDEX audit_ts ON audit (ts)",
+        "CREATE INDEX audit_key_ts ON audit (key_id, ts)",
+        "ALTER TABLE api_keys ADD COLUMN allowed_models TEXT",  # JSON list of model names
+        "ALTER TABLE api_keys ADD COLUMN requests_per_minute INTEGER",
+        "ALTER TABLE api_keys ADD COLUMN tokens_per_day INTEGER",
+        "ALTER TABLE api_keys ADD COLUMN max_streams INTEGER",
+    ),
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import builtins
 import hashlib
+import json
 import logging
 import re
 import secrets
@@ -23,6 +24,7 @@ from typing import Literal, get_args
 from pydantic import BaseModel
 
 from appliance.errors import Conflict, NotFound, StorageError, UsageError
+from appliance.records import KeyLimits
 from appliance.store.db import Database
 
 log = logging.getLogger(__name__)
@@ -52,6 +54,7 @@ class ApiKeyInfo(BaseModel):
     revoked: bool = False
     reasoning_format: str | None = None
     """Where answers to this key put reasoning text, unless a request says; None: the default."""
+    limits: KeyLimits = KeyLimits()
 
 
 def hash_key(key: str) -> str:
@@ -161,6 +164,26 @@ class KeyStore:
             row = conn.execute("SELECT * FROM api_keys WHERE id = ?", (row["id"],)).fetchone()
         return _info(row)
 
+    def set_limits(self, name_or_id: str | int, limits: KeyLimits) -> ApiKeyInfo:
+        """Replace the key's limits (None fields: no limit)."""
+        for field in ("requests_per_minute", "tokens_per_day", "max_streams"):
+            value = getattr(limits, field)
+            if value is not None and value < 1:
+                raise UsageError(f"{field} must be at least 1 (leave it unset for no limit)")
+        models = None if limits.allowed_models is None else json.dumps(limits.allowed_models)
+        with self._db.write() as conn:
+            row = _find(conn, name_or_id)
+            if row is None:
+                raise NotFound(f"no API key named or numbered {name_or_id!r}")
+            conn.execute(
+                "UPDATE api_keys SET allowed_models = ?, requests_per_minute = ?, "
+                "tokens_per_day = ?, max_streams = ? WHERE id = ?",
+                (models, limits.requests_per_minute, limits.tokens_per_day,
+                 limits.max_streams, row["id"]),
+            )  # fmt: skip
+            row = conn.execute("SELECT * FROM api_keys WHERE id = ?", (row["id"],)).fetchone()
+        return _info(row)
+
     def count_active(self) -> int:
         with self._db.read() as conn:
             row = conn.execute("SELECT COUNT(*) FROM api_keys WHERE revoked_at IS NULL").fetchone()
@@ -193,6 +216,12 @@ def _info(row: sqlite3.Row) -> ApiKeyInfo:
         last_used_at=row["last_used_at"],
         revoked=row["revoked_at"] is not None,
         reasoning_format=row["reasoning_format"],
+        limits=KeyLimits(
+            allowed_models=json.loads(row["allowed_models"]) if row["allowed_models"] else None,
+            requests_per_minute=row["requests_per_minute"],
+            tokens_per_day=row["tokens_per_day"],
+            max_streams=row["max_streams"],
+        ),
     )
 
 

@@ -52,7 +52,7 @@ def test_admin_client_without_a_daemon_says_it_is_not_running(tmp_path) -> None:
     assert "not running" in caught.value.message
 
 
-def test_admin_routes_on_the_lan_need_an_admin_key(daemon: Daemon) -> None:
+def test_admin_routes_on_plain_http_are_refused_even_with_an_admin_key(daemon: Daemon) -> None:
     url = f"{daemon.root_url}/admin/status"
     assert httpx.get(url).status_code == 401
     user = httpx.get(url, headers={"Authorization": f"Bearer {daemon.api_key}"})
@@ -60,8 +60,10 @@ def test_admin_routes_on_the_lan_need_an_admin_key(daemon: Daemon) -> None:
     created = run_cli(daemon.home, "keys", "create", "--scope", "admin", "--json", "--name", "ops")
     admin_key = json.loads(created.stdout)["key"]
     admin = httpx.get(url, headers={"Authorization": f"Bearer {admin_key}"})
-    assert admin.status_code == 200
-    assert admin.json()["default_model"] == "smollm2"
+    # An admin key in clear text on the office network: refused, saying how to do it instead.
+    assert admin.status_code == 403
+    assert "TLS" in admin.json()["error"]["message"]
+    assert "admin socket" in admin.json()["error"]["message"]
     run_cli(daemon.home, "keys", "revoke", "ops")
 
 

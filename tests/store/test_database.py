@@ -22,7 +22,7 @@ def test_opening_twice_applies_migrations_once(tmp_path):
     first.close()
     second = db.open_database(path)
     assert second.execute("PRAGMA user_version").fetchone()[0] == db.SCHEMA_VERSION
-    assert tables(second) == {"models", "api_keys"}
+    assert tables(second) == {"models", "api_keys", "audit"}
     second.close()
 
 

@@ -98,7 +98,7 @@ def test_list_shows_every_key_without_secrets(key_store):
     ]
     assert set(listed[0].model_dump()) == {
         "id", "name", "prefix", "scope", "created_at", "last_used_at", "revoked",
-        "reasoning_format",
+        "reasoning_format", "limits",
     }  # fmt: skip
     assert key_store.count_active() == 1
 

@@ -1,4 +1,4 @@
-"""Admin: API keys — list, create (shown once), change preferences, revoke."""
+"""Admin: API keys — list, create (shown once), change preferences and limits, revoke."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from appliance.api.admin.protocol import (
     KeyUpdateRequest,
 )
 from appliance.api.deps import ServicesDep
+from appliance.records import KeyLimits
 
 router = APIRouter()
 
@@ -32,7 +33,12 @@ async def create_key(body: KeyCreateRequest, services: ServicesDep) -> KeyCreate
 async def update_key(
     name_or_id: str, body: KeyUpdateRequest, services: ServicesDep
 ) -> ApiKeyPublic:
-    info = services.keys.set_reasoning_format(name_or_id, body.reasoning_format)
+    info = None
+    if "reasoning_format" in body.model_fields_set or not body.model_fields_set:
+        info = services.keys.set_reasoning_format(name_or_id, body.reasoning_format)
+    if "limits" in body.model_fields_set:
+        info = services.keys.set_limits(name_or_id, body.limits or KeyLimits())
+    assert info is not None
     return ApiKeyPublic.model_validate(info.model_dump())
 
 

@@ -8,7 +8,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
 from appliance.api.admin.protocol import (
@@ -20,7 +20,7 @@ from appliance.api.admin.protocol import (
     ModelRemoved,
     VerifyRequest,
 )
-from appliance.api.deps import ServicesDep
+from appliance.api.deps import AdminSocketDep, ServicesDep, require_admin_socket
 from appliance.errors import ApplianceError, UsageError
 from appliance.placement.fit import PlanOptions, catalog_verdicts, plan_model
 from appliance.records import (
@@ -56,13 +56,13 @@ async def catalog(
     return catalog_verdicts(services.devices.devices(), opts)
 
 
-@router.get("/media", operation_id="admin_media")
+@router.get("/media", operation_id="admin_media", dependencies=[AdminSocketDep])
 async def media() -> list[RemovableMount]:
     """Mounted removable filesystems (USB sticks) and the model files on them."""
     return await asyncio.to_thread(scan_mounts)
 
 
-@router.get("/media/files", operation_id="admin_media_files")
+@router.get("/media/files", operation_id="admin_media_files", dependencies=[AdminSocketDep])
 async def media_files(path: str) -> list[ImportableFile]:
     return await asyncio.to_thread(importable_files, Path(path))
 
@@ -88,17 +88,23 @@ async def fit_model(
     return plan_model(info, services.devices.devices(), opts)
 
 
-@router.post("/models/{name}/export", operation_id="admin_export_model")
+@router.post(
+    "/models/{name}/export", operation_id="admin_export_model", dependencies=[AdminSocketDep]
+)
 async def export_model(name: str, body: ExportRequest, services: ServicesDep) -> Exported:
     dest = await asyncio.to_thread(export_bundle, services.store, name, Path(body.path))
     return Exported(name=name, path=str(dest), size_bytes=dest.stat().st_size)
 
 
 @router.post("/models/import", operation_id="admin_import_model")
-async def import_model(body: ImportRequest, services: ServicesDep) -> StreamingResponse:
+async def import_model(
+    body: ImportRequest, services: ServicesDep, request: Request
+) -> StreamingResponse:
     """Import a path or URL the daemon can reach; answers NDJSON progress lines, then done/error."""
     if (body.path is None) == (body.url is None):
         raise UsageError("give exactly one of path or url")
+    if body.path is not None:
+        require_admin_socket(request)
     return StreamingResponse(_import_lines(body, services), media_type="application/x-ndjson")
 
 

@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from appliance.records import Accelerator, LoadedModel, ModelInfo, RuntimeReport
+from appliance.records import Accelerator, KeyLimits, LoadedModel, ModelInfo, RuntimeReport
 
 
 class AdminModel(BaseModel):
@@ -33,6 +33,10 @@ class DaemonStatus(AdminModel):
     models_installed: int
     runtime: RuntimeReport | None = None
     """llama.cpp build and self-tested CPU variant; None while the first probe still runs."""
+    tls_mode: str = "off"
+    tls_fingerprint: str | None = None
+    """SHA-256 of the certificate the LAN API presents (`AB:CD:…`); None without TLS."""
+    tls_not_after: float | None = None
 
 
 class ImportRequest(AdminModel):
@@ -84,7 +88,11 @@ class KeyCreateRequest(AdminModel):
 
 
 class KeyUpdateRequest(AdminModel):
-    reasoning_format: ReasoningFormatName | None
+    """Fields left out stay as they are; `null` resets one to the default."""
+
+    reasoning_format: ReasoningFormatName | None = None
+    limits: KeyLimits | None = None
+    """The key's limits, replacing all of them (null fields: no limit)."""
 
 
 class ChatTemplateRequest(AdminModel):
@@ -101,6 +109,7 @@ class ApiKeyPublic(AdminModel):
     last_used_at: float | None = None
     revoked: bool = False
     reasoning_format: str | None = None
+    limits: KeyLimits = KeyLimits()
 
 
 class KeyCreated(AdminModel):
@@ -184,3 +193,26 @@ class DaemonSettings(AdminModel):
     """The file the daemon reads (`APPLIANCE_CONFIG`, `$APPLIANCE_HOME/config.toml` or
     `/etc/ai-appliance/config.toml`); it may not exist, then every default applies."""
     config_file_exists: bool
+
+
+class AuditQuery(AdminModel):
+    since: float | None = None
+    key: str | None = None
+    model: str | None = None
+    limit: int = 100
+
+
+class AuditRecord(AdminModel):
+    """One audit log entry: a LAN API request."""
+
+    id: int
+    ts: float
+    key_id: int | None = None
+    key_name: str | None = None
+    route: str
+    model: str | None = None
+    tokens_in: int = 0
+    tokens_out: int = 0
+    status: int
+    duration_s: float
+    prompt: str | None = None

@@ -9,6 +9,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from appliance.api.admin import (
+    audit_routes,
     config_routes,
     devices_routes,
     engine_routes,
@@ -22,6 +23,6 @@ from appliance.api.admin import (
 router = APIRouter(prefix="/admin", tags=["admin"])
 for module in (
     status_routes, host_routes, devices_routes, models_routes, engine_routes, keys_routes,
-    logs_routes, config_routes,
+    logs_routes, config_routes, audit_routes,
 ):  # fmt: skip
     router.include_router(module.router)

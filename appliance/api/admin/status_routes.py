@@ -16,6 +16,7 @@ router = APIRouter()
 @router.get("/status", operation_id="admin_status")
 async def status(services: ServicesDep) -> DaemonStatus:
     config = services.config
+    certificate = services.tls.certificate if services.tls else None
     return DaemonStatus(
         version=__version__,
         started_at=services.started_at,
@@ -30,4 +31,7 @@ async def status(services: ServicesDep) -> DaemonStatus:
         models_loaded=services.engine.loaded(),
         models_installed=len(services.store.list()),
         runtime=services.devices.runtimes_if_probed(),
+        tls_mode=config.tls.mode,
+        tls_fingerprint=certificate.fingerprint if certificate else None,
+        tls_not_after=certificate.not_after.timestamp() if certificate else None,
     )

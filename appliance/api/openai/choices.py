@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from appliance.api.openai.chat_prompt import ToolMode
 from appliance.api.openai.reasoning import ReasoningFormat, make_splitter
+from appliance.api.openai.tool_deltas import CallDelta, CallDeltas
 from appliance.api.openai.tools import ToolCall, ToolCallStream, parse_forced
 from appliance.engine.messages import Delta, Done, TokenLogprob
 
@@ -25,13 +26,15 @@ class ChoiceEvent:
     content: str = ""
     tool_calls: list[ToolCall] = field(default_factory=list)
     first_call: int = 0
-    """Position of `tool_calls[0]` among this choice's calls (the OpenAI delta `index`)."""
+    """Position of `tool_calls[0]` among this choice's calls."""
     logprobs: list[TokenLogprob] = field(default_factory=list)
     finish_reason: str | None = None
+    call_deltas: list[CallDelta] = field(default_factory=list)
+    """Tool calls as they are written: name first, then arguments piece by piece (streams)."""
 
     @property
     def visible(self) -> bool:
-        return bool(self.reasoning or self.content or self.tool_calls)
+        return bool(self.reasoning or self.content or self.tool_calls or self.call_deltas)
 
 
 class ChoiceOutput:
@@ -47,6 +50,7 @@ class ChoiceOutput:
         self._splitter = make_splitter(reasoning, thinking_opened=thinking_opened)
         self._tool_mode = tools
         self._finder = ToolCallStream() if tools is ToolMode.PARSE else None
+        self._deltas = CallDeltas()
         self._forced_text = ""
         self._pending_logprobs: list[TokenLogprob] = []
         # Totals, for the non-streamed response.
@@ -76,6 +80,7 @@ class ChoiceOutput:
 
     def _event(self, reasoning: str, content: str, *, final: bool) -> ChoiceEvent:
         calls: list[ToolCall] = []
+        deltas: list[CallDelta] = []
         if self._tool_mode is ToolMode.FORCED:
             # The grammar makes the whole answer the call(s): read it once it is complete.
             self._forced_text += content
@@ -83,12 +88,19 @@ class ChoiceOutput:
             if final:
                 calls = parse_forced(self._forced_text)
                 content = "" if calls else self._forced_text
+                deltas = [
+                    CallDelta(k, call.arguments, id=call.id, name=call.name)
+                    for k, call in enumerate(calls)
+                ]
         elif self._finder is not None:
             content, calls = self._finder.feed(content)
+            deltas = self._deltas.update(self._finder)
             if final:
                 more, last = self._finder.finish()
                 content, calls = content + more, calls + last
-        event = ChoiceEvent(self.index, reasoning, content, calls, first_call=len(self.tool_calls))
+                deltas += self._deltas.update(self._finder, final=True)
+        event = ChoiceEvent(self.index, reasoning, content, calls, first_call=len(self.tool_calls),
+                            call_deltas=deltas)  # fmt: skip
         self.reasoning += reasoning
         self.content += content
         self.tool_calls += calls

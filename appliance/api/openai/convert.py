@@ -15,6 +15,7 @@ from appliance.api.openai.protocol import (
     ChoiceLogprobs,
     ChunkChoice,
     DeltaMessage,
+    FunctionCallDelta,
     FunctionCallOut,
     ResponseMessage,
     TokenLogprobOut,
@@ -106,15 +107,19 @@ def event_chunk(
     reasoning: ReasoningFormat,
     logprobs: bool,
 ) -> ChatCompletionChunk:
-    """The chunk carrying a choice's new text, calls and logprobs (finish goes separately)."""
+    """The chunk carrying a choice's new text, calls and logprobs (finish goes separately).
+
+    Tool calls stream as OpenAI's do: a delta with id, type and name when a call starts,
+    then deltas with pieces of its arguments (`index` says which call they continue).
+    """
     calls = [
         ToolCallDelta(
-            index=event.first_call + k,
-            id=call.id,
-            type="function",
-            function=FunctionCallOut(name=call.name, arguments=call.arguments),
+            index=delta.index,
+            id=delta.id,
+            type="function" if delta.id else None,
+            function=FunctionCallDelta(name=delta.name, arguments=delta.arguments),
         )
-        for k, call in enumerate(event.tool_calls)
+        for delta in event.call_deltas
     ]
     delta = DeltaMessage(
         content=event.content or None,

@@ -205,11 +205,16 @@ class ToolCallOut(BaseModel):
     function: FunctionCallOut
 
 
+class FunctionCallDelta(_DropNone):
+    name: str | None = None
+    arguments: str = ""
+
+
 class ToolCallDelta(_DropNone):
     index: int
     id: str | None = None
     type: Literal["function"] | None = None
-    function: FunctionCallOut | None = None
+    function: FunctionCallDelta | None = None
 
 
 class TopLogprobOut(BaseModel):

@@ -1,4 +1,4 @@
-"""OpenAI-compatible routes on the LAN listener: `/v1/chat/completions`, `/v1/models`.
+"""OpenAI-compatible routes on the LAN listener: `/v1/chat/completions`, `/v1/models[/{id}]`.
 
 Also mounts `/v1/completions` (completions.py) and `/v1/embeddings` (embeddings.py) on the
 same router, so all of `/v1` shares one API-key dependency.
@@ -21,7 +21,13 @@ from appliance.api.openai.chat_prompt import build_prompt
 from appliance.api.openai.choices import ChoiceOutput
 from appliance.api.openai.protocol import ChatCompletionRequest, ModelCard, ModelList
 from appliance.api.openai.reasoning import ReasoningFormat, parse_format
-from appliance.api.openai.serving import engine_messages, resolve_model
+from appliance.api.openai.serving import (
+    admit_key,
+    admit_slots,
+    engine_messages,
+    resolve_model,
+    visible_models,
+)
 from appliance.engine.client import new_request_id
 from appliance.engine.messages import Done, Submit
 from appliance.errors import ApplianceError
@@ -38,8 +44,14 @@ SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 @router.get("/models", operation_id="list_models")
 async def list_models(services: ServicesDep) -> ModelList:
     return ModelList(
-        data=[ModelCard(id=m.name, created=int(m.imported_at)) for m in services.store.list()]
+        data=[ModelCard(id=m.name, created=int(m.imported_at)) for m in visible_models(services)]
     )
+
+
+@router.get("/models/{model_id:path}", operation_id="retrieve_model")
+async def retrieve_model(model_id: str, services: ServicesDep) -> ModelCard:
+    info = resolve_model(services, model_id)
+    return ModelCard(id=info.name, created=int(info.imported_at))
 
 
 @router.post("/chat/completions", operation_id="create_chat_completion", response_model=None)
@@ -68,8 +80,9 @@ async def create_chat_completion(
         for index in range(body.n)
     ]
     # Load (or wait for the load) before answering, so load failures get a real HTTP status.
+    admit_key(services, info)  # before the load: a key over its limits loads nothing
     await services.engine.ensure_ready(info)
-    services.engine.admit(info)  # a full model answers 429 now, not inside a 200 stream
+    admit_slots(services, info, body.n)  # 429 now, not inside a 200 stream
     completion_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
     if body.stream:
         stream = _stream(

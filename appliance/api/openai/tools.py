@@ -42,7 +42,15 @@ class ToolCall:
 
     name: str
     arguments: str
-    id: str = field(default_factory=lambda: f"call_{uuid.uuid4().hex[:24]}")
+    id: str = field(default_factory=lambda: new_call_id())
+    begin: str = field(default="", repr=False, compare=False)
+    """The marker that opened the call in the output (for streaming its arguments)."""
+    segment: str = field(default="", repr=False, compare=False)
+    """The output text between the call's markers, as written."""
+
+
+def new_call_id() -> str:
+    return f"call_{uuid.uuid4().hex[:24]}"
 
 
 def _arguments_text(value: Any) -> str:
@@ -130,8 +138,24 @@ class ToolCallStream:
         self._region: str | None = None
         self._leftover = ""
         self.calls: list[ToolCall] = []
+        self.closed: list[ToolCall | None] = []
+        """Every call closed by the last feed/finish, in order; None for one that did not parse."""
+
+    def open_call(self) -> tuple[str, str] | None:
+        """The call being written now: its opening marker and its text so far."""
+        region = self._region or ""
+        opened = [(region.find(b), b, e) for b, e in _PAIRS if b in region]
+        if not opened:
+            return None
+        at, begin, end = min(opened)
+        segment = region[at + len(begin) :]
+        for size in range(min(len(segment), len(end) - 1), 0, -1):
+            if end.startswith(segment[-size:]):
+                return begin, segment[:-size]  # the end marker is being written
+        return begin, segment
 
     def feed(self, text: str) -> tuple[str, list[ToolCall]]:
+        self.closed = []
         if self._region is None:
             buf = self._held + text
             starts = [i for i in (buf.find(m) for m in _STARTS) if i >= 0]
@@ -159,7 +183,11 @@ class ToolCallStream:
             if close < 0 and not final:
                 break  # the call is still being written
             stop = close if close >= 0 else len(region)
-            call = _parse_segment(begin, region[at + len(begin) : stop])
+            segment = region[at + len(begin) : stop]
+            call = _parse_segment(begin, segment)
+            if call is not None:
+                call.begin, call.segment = begin, segment
+            self.closed.append(call)
             after = stop + len(end) if close >= 0 else stop
             if call is None:
                 self._leftover += region[:after]  # not a call after all: it is text
@@ -172,6 +200,7 @@ class ToolCallStream:
         return found
 
     def finish(self) -> tuple[str, list[ToolCall]]:
+        self.closed = []
         if self._region is None:
             held, self._held = self._held, ""
             return held, []
