@@ -14,8 +14,6 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from appliance.api.openai.sampling import MAX_STOPS
-
 
 class Options(BaseModel):
     """The sampling subset of Ollama's `options` we honour; the rest is accepted and ignored
@@ -38,11 +36,9 @@ class Options(BaseModel):
     @field_validator("stop", mode="before")
     @classmethod
     def _stop_list(cls, value: object) -> object:
-        if isinstance(value, str):
-            value = [value]
-        if isinstance(value, list) and len(value) > MAX_STOPS:
-            raise ValueError(f"at most {MAX_STOPS} stop sequences are allowed")
-        return value
+        # A single string is a list of one; the count is bounded with every other field by
+        # config.limits (api/openai/limits.py), on the ChatCompletionRequest it becomes.
+        return [value] if isinstance(value, str) else value
 
 
 _DURATION = re.compile(r"(-?\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")

@@ -29,6 +29,7 @@ from appliance.api.ollama.protocol import (
     ShowRequest,
     parse_keep_alive,
 )
+from appliance.api.openai import limits
 from appliance.api.openai.chat_prompt import ToolMode, build_prompt
 from appliance.api.openai.choices import ChoiceOutput
 from appliance.api.openai.protocol import ChatCompletionRequest
@@ -211,6 +212,8 @@ async def _serve(
     *,
     chat: bool,
 ) -> JSONResponse | StreamingResponse:
+    # The same request bounds as /v1 (config.limits): one gate for every dialect.
+    limits.check_chat(request, services.config.limits)
     timings = Timings()
     raw = isinstance(body, GenerateRequest) and body.raw
     if raw:
