@@ -52,11 +52,16 @@ def test_fresh_home_gets_a_key_but_is_not_ready_without_a_model(empty_daemon: Da
 
 
 def test_boot_hooks_run_with_the_device_list(empty_daemon: Daemon) -> None:
-    for _ in range(600):  # boot hooks run in the background after the listeners are up
-        if (empty_daemon.home / "hooks.d" / "boot.seen").exists():
+    # Boot hooks run in the background after the listeners are up; the recorder writes the
+    # event name, then copies the payload: wait until the whole record is there.
+    for _ in range(600):
+        try:
+            event, payload = seen(empty_daemon.home, "boot")
             break
-        time.sleep(0.05)
-    event, payload = seen(empty_daemon.home, "boot")
+        except (FileNotFoundError, ValueError):
+            time.sleep(0.05)
+    else:
+        raise AssertionError("the boot hook never recorded its event and payload")
     assert event == "boot"
     assert payload["devices"][0]["id"] == "cpu0"  # type: ignore[index]
 
