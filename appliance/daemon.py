@@ -32,6 +32,8 @@ from appliance.errors import ApplianceError, ConfigError, StorageError
 from appliance.firmware_hooks.runner import HookRunner
 from appliance.placement import choose_default_model, place_model
 from appliance.records import DeviceEvent, ModelInfo, ModelPlacement
+from appliance.sd_notify import Notifier
+from appliance.service_notify import ServiceNotifier
 from appliance.services import Services
 from appliance.store.keys import KeyStore
 from appliance.store.models import ModelStore
@@ -212,13 +214,22 @@ async def _serve(services: Services, lan: socket.socket, admin: socket.socket) -
         services.devices.run(settings.telemetry_interval_s, hotplug=settings.hotplug),
         name="devices",
     )
+    # systemd (Type=notify): readiness, status and the watchdog; a no-op outside systemd.
+    notifier = Notifier()
+    reporter = ServiceNotifier(
+        services, notifier, listening=lambda: all(server.started for server in servers)
+    )
+    reporting = asyncio.create_task(reporter.run(), name="sd-notify")
     try:
         await asyncio.gather(servers[0].serve(sockets=[lan]), servers[1].serve(sockets=[admin]))
     finally:
+        notifier.stopping("stopping: unloading models")
+        reporting.cancel()
         startup.cancel()
         watch.cancel()
         unsubscribe()
         await services.engine.shutdown()
+        notifier.close()
 
 
 def device_event_handler(
@@ -252,8 +263,30 @@ def device_event_handler(
     return from_any_thread
 
 
+def record_version(state_dir: Path) -> str | None:
+    """Write this version to `<state>/version`; return the one that ran before, if another."""
+    marker = state_dir / "version"
+    try:
+        previous: str | None = marker.read_text().strip() or None
+    except OSError:
+        previous = None
+    if previous != __version__:
+        partial = marker.with_name("version.partial")
+        try:
+            partial.write_text(__version__ + "\n")
+            partial.replace(marker)
+        except OSError as error:
+            log.warning("cannot record the version in %s: %s", marker, error.strerror)
+    return previous if previous != __version__ else None
+
+
 async def _boot(services: Services) -> None:
-    """Boot hooks first (they may check drivers and firmware), then the default model."""
+    """Update hooks after an upgrade, boot hooks (they may check drivers and firmware), then the
+    default model."""
+    previous = record_version(services.config.state_dir)
+    if previous is not None:
+        log.info("upgraded from %s to %s: running the update hooks", previous, __version__)
+        await services.hooks.run_async("update", {"from": previous, "to": __version__})
     devices = [device.model_dump(mode="json") for device in services.devices.devices()]
     await services.hooks.run_async("boot", {"devices": devices})
     if services.default_model:

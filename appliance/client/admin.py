@@ -19,6 +19,7 @@ from appliance.api.admin.protocol import (
     ApiKeyPublic,
     DaemonStatus,
     Exported,
+    GoldenAnswer,
     ImportProgress,
     KeyCreated,
     ModelRemoved,
@@ -211,6 +212,10 @@ class AdminClient:
     def media_files(self, path: Path) -> list[ImportableFile]:
         found = self._call("GET", "/admin/media/files", params={"path": str(path)})
         return TypeAdapter(list[ImportableFile]).validate_python(found)
+
+    def golden_prompt(self, model: str | None = None) -> GoldenAnswer:
+        body = {"model": model}
+        return GoldenAnswer.model_validate(self._call("POST", "/admin/golden-prompt", json=body))
 
     def keys(self) -> list[ApiKeyPublic]:
         return TypeAdapter(list[ApiKeyPublic]).validate_python(self._call("GET", "/admin/keys"))

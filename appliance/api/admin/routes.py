@@ -10,6 +10,7 @@ from fastapi import APIRouter
 
 from appliance.api.admin import (
     devices_routes,
+    doctor_routes,
     engine_routes,
     keys_routes,
     models_routes,
@@ -17,5 +18,7 @@ from appliance.api.admin import (
 )
 
 router = APIRouter(prefix="/admin", tags=["admin"])
-for module in (status_routes, devices_routes, models_routes, engine_routes, keys_routes):
+for module in (
+    status_routes, devices_routes, models_routes, engine_routes, keys_routes, doctor_routes
+):  # fmt: skip
     router.include_router(module.router)
