@@ -13,6 +13,7 @@
 #                   (needs the CANN toolkit's set_env.sh sourced)
 #   --recipe-only   render and lint the recipe (debian/control, the .spec) without building
 #   --update-lock   re-resolve pyproject.toml's dependencies into packaging/requirements.lock
+#   --no-lint       skip lintian/rpmlint (quick local rebuilds; `make package` always lints)
 #
 # Offline once warm: Python wheels are kept in $AI_APPLIANCE_BUILD_CACHE/wheelhouse (default
 # ~/.cache/ai-appliance) and the llama.cpp build in .../llama-runtime (build-llama-runtime.sh).
@@ -20,7 +21,7 @@ set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/.." && pwd)"
-format="all" runtime="cpu" out="$root/dist" version="" recipe_only="" update_lock=""
+format="all" runtime="cpu" out="$root/dist" version="" recipe_only="" update_lock="" lint=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --format) format="$2"; shift 2 ;;
@@ -29,7 +30,8 @@ while [ $# -gt 0 ]; do
     --version) version="$2"; shift 2 ;;
     --recipe-only) recipe_only=1; shift ;;
     --update-lock) update_lock=1; shift ;;
-    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    --no-lint) lint=""; shift ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
     *) echo "build.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -76,7 +78,7 @@ fi
 work="$(mktemp -d "${TMPDIR:-/tmp}/ai-appliance-package.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
 tree="$work/tree"   # the staging tree: what lands under / on the target
-mkdir -p "$tree" "$out"
+mkdir -p "$tree"
 
 render_debian() {  # the debian/ folder for $package into $1
   local dir="$1"
@@ -89,7 +91,7 @@ render_debian() {  # the debian/ folder for $package into $1
     cp "$here/debian/ai-appliance.lintian-overrides" "$dir/ai-appliance.lintian-overrides"
     cp "$here/debian/ai-appliance.postrm" "$dir/ai-appliance.postrm"
     # shellcheck disable=SC2016  # debhelper substitution variables, not shell
-    depends='python3.11, systemd, acl, libgomp1, ${shlibs:Depends}, ${misc:Depends}'
+    depends='python3.11, python3, systemd, acl, libgomp1, ${shlibs:Depends}, ${misc:Depends}'
     description="DeepSeek chat server for the office LAN (CPU runtime)
  Turns a server with an Ascend NPU, an NVIDIA GPU or only CPUs into a DeepSeek
  chat box: device detection, model store, llama.cpp workers with continuous
@@ -147,10 +149,24 @@ if [ -n "$recipe_only" ]; then
   exit 0
 fi
 
+# Accelerator toolchains first: a missing one must stop the build before any work is done.
+case "$runtime" in
+  cuda)
+    need nvcc "nvidia-cuda-toolkit (or NVIDIA's cuda-toolkit)"
+    cuda_lib="$(dirname "$(readlink -f "$(command -v nvcc)")")/../lib64"
+    ls "$cuda_lib"/libcublas.so* /usr/local/cuda/lib64/libcublas.so* >/dev/null 2>&1 \
+      || ldconfig -p | grep -q 'libcublas\.so' \
+      || die "the CUDA runtime needs cuBLAS, which is not installed beside nvcc ($cuda_lib);" \
+             "install the CUDA toolkit's libraries (cuda-libraries-dev), then rerun" ;;
+  cann)
+    [ -n "${ASCEND_TOOLKIT_HOME:-}" ] \
+      || die "the CANN runtime needs the CANN toolkit: source /usr/local/Ascend/ascend-toolkit/set_env.sh (or cann/set_env.sh) first" ;;
+esac
 [ "$format" = rpm ] || { need dpkg-buildpackage dpkg-dev; need dh debhelper; }
 [ "$format" = deb ] || need rpmbuild rpm
 [ -x "$PKG_PYTHON" ] || die "$PKG_PYTHON is missing; install python3.11 and python3.11-venv"
 
+mkdir -p "$out"
 venv="$tree$VENV"
 stage "private venv at $VENV (built in the staging tree, relocated below) with $PKG_PYTHON"
 "$PKG_PYTHON" -m venv "$venv"
@@ -200,6 +216,11 @@ find "$venv" -name '__pycache__' -type d -prune -exec rm -rf {} +
 find "$venv" -type f \( -name '*.so' -o -name '*.so.*' \) -print0 | while IFS= read -r -d '' lib; do
   if file -b "$lib" | grep -q 'not stripped'; then strip --strip-unneeded "$lib"; fi
 done
+# Library files need no execute bit: wheels set it on some modules without a #! line.
+find "$venv/lib" -type f -perm /111 ! -name '*.so' ! -name '*.so.*' -print0 \
+  | while IFS= read -r -d '' f; do
+      if [ "$(head -c2 "$f")" != '#!' ]; then chmod a-x "$f"; fi
+    done
 if [ "$runtime" = cpu ]; then
   # The service cannot write __pycache__ under ProtectSystem=strict: compile now, with the
   # final paths recorded in the bytecode.
@@ -251,7 +272,8 @@ if [ "$format" != rpm ]; then
      >"$work/deb.log" 2>&1) || { tail -40 "$work/deb.log" >&2; die "dpkg-buildpackage failed"; }
   deb="${package}_${file_version}_${deb_arch}.deb"
   mv "$work/$deb" "$out/$deb"
-  if command -v lintian >/dev/null; then
+  if [ -n "$lint" ]; then
+    need lintian lintian
     lintian --fail-on error,warning --suppress-tags bad-distribution-in-changes-file \
       "$out/$deb" || die "lintian reported errors or warnings on $deb"
   fi
@@ -266,7 +288,8 @@ if [ "$format" != deb ]; then
   rpm_file="$(find "$work/rpm/RPMS" -name '*.rpm' | head -1)"
   mv "$rpm_file" "$out/"
   rpm_file="$out/$(basename "$rpm_file")"
-  if command -v rpmlint >/dev/null; then
+  if [ -n "$lint" ]; then
+    need rpmlint rpmlint
     rpmlint -r "$here/rpm/ai-appliance.rpmlintrc" "$rpm_file" \
       || die "rpmlint reported errors or unfiltered warnings on $(basename "$rpm_file")"
   fi
