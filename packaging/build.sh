@@ -90,6 +90,7 @@ render_debian() {  # the debian/ folder for $package into $1
   if [ "$runtime" = cpu ]; then
     cp "$here/debian/ai-appliance.lintian-overrides" "$dir/ai-appliance.lintian-overrides"
     cp "$here/debian/ai-appliance.postrm" "$dir/ai-appliance.postrm"
+    cp "$here/debian/ai-appliance.postinst" "$dir/ai-appliance.postinst"
     # shellcheck disable=SC2016  # debhelper substitution variables, not shell
     depends='python3.11, python3, systemd, acl, libgomp1, ${shlibs:Depends}, ${misc:Depends}'
     description="DeepSeek chat server for the office LAN (CPU runtime)
@@ -143,7 +144,7 @@ if [ -n "$recipe_only" ]; then
   render_spec "$work/$package.spec"
   if command -v rpmspec >/dev/null; then rpmspec -P "$work/$package.spec" >/dev/null; fi
   if command -v rpmlint >/dev/null; then
-    rpmlint -r "$here/rpm/ai-appliance.rpmlintrc" "$work/$package.spec"
+    rpmlint -r "$here/rpm/spec.rpmlintrc" "$work/$package.spec"
   fi
   echo ">> recipe for $package renders and lints cleanly"
   exit 0
@@ -213,9 +214,13 @@ if [ "$runtime" = cpu ]; then
   find "$venv" -name RECORD -path '*.dist-info/*' -exec sed -i '/direct_url.json/d' {} +
 fi
 find "$venv" -name '__pycache__' -type d -prune -exec rm -rf {} +
-find "$venv" -type f \( -name '*.so' -o -name '*.so.*' \) -print0 | while IFS= read -r -d '' lib; do
-  if file -b "$lib" | grep -q 'not stripped'; then strip --strip-unneeded "$lib"; fi
-done
+# Only the llama.cpp libraries built here are stripped: the wheels' libraries come stripped, and
+# strip corrupts the ones auditwheel patched (numpy's OpenBLAS then fails to load with "ELF load
+# command address/offset not page-aligned").
+find "$venv/lib/ai-appliance/llama-runtime" -type f -name '*.so*' -print0 \
+  | while IFS= read -r -d '' lib; do
+      if file -b "$lib" | grep -q 'not stripped'; then strip --strip-unneeded "$lib"; fi
+    done
 # Library files need no execute bit: wheels set it on some modules without a #! line.
 find "$venv/lib" -type f -perm /111 ! -name '*.so' ! -name '*.so.*' -print0 \
   | while IFS= read -r -d '' f; do

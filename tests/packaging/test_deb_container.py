@@ -20,8 +20,7 @@ import pytest
 
 from appliance import __version__
 from appliance.store.embedded import embedded_model_path
-
-from .container import Container, boot, chroot_run, missing_tools, root_tarball, unpack
+from helpers.container import Container, boot, chroot_run, missing_tools, root_tarball, unpack
 
 pytestmark = pytest.mark.packages
 
@@ -50,12 +49,13 @@ def container(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Container]:
     work = tmp_path_factory.mktemp("nspawn")
     root = work / "root"
     unpack(root_tarball(), root)
-    shutil.copy(DEB, root / "tmp" / DEB.name)
+    # /root, not /tmp: nspawn mounts a fresh tmpfs on the container's /tmp.
+    shutil.copy(DEB, root / "root" / DEB.name)
     # /srv: readable by the service (its /tmp and /var/tmp are private, /home is hidden).
     shutil.copy(embedded_model_path(), root / "srv" / "smollm2.gguf")
     (root / "srv" / "smollm2.gguf").chmod(0o644)
     # Installed into the image before its first boot, as an appliance image is made.
-    installed = chroot_run(root, "dpkg", "-i", f"/tmp/{DEB.name}")
+    installed = chroot_run(root, "dpkg", "-i", f"/root/{DEB.name}")
     assert installed.returncode == 0, installed.stdout + installed.stderr
     handle = boot(root, "aiappliance-e2e", work / "console.log")
     try:
@@ -146,11 +146,11 @@ def test_upgrade_keeps_the_model_the_key_and_a_changed_config(
     upgraded = tmp_path / f"ai-appliance_{newer}_amd64.deb"
     subprocess.run(["dpkg-deb", "-Zgzip", "--root-owner-group", "-b", str(tree), str(upgraded)],
                    check=True, capture_output=True)  # fmt: skip
-    shutil.copy(upgraded, container.root / "tmp" / upgraded.name)
+    shutil.copy(upgraded, container.root / "root" / upgraded.name)
     container.run("sh", "-c", "echo 'default_model = \"smollm2\"' >> /etc/ai-appliance/config.toml")
     key = container.run("cat", "/var/lib/ai-appliance/first-admin-key").stdout.strip()
 
-    result = container.run("dpkg", "-i", f"/tmp/{upgraded.name}", input="")
+    result = container.run("dpkg", "-i", f"/root/{upgraded.name}", input="")
     assert "config.toml" not in result.stdout + result.stderr, "no conffile question"
     assert container.run("dpkg-query", "-W", "-f=${Version}", "ai-appliance").stdout == newer
     assert (
