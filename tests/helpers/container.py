@@ -21,7 +21,7 @@ import psutil
 SUITE = "bookworm"
 MIRROR = os.environ.get("AI_APPLIANCE_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 # What the package depends on, preinstalled so that `dpkg -i` needs no network.
-PACKAGES = ["systemd", "systemd-sysv", "dbus", "python3.11", "libgomp1", "acl", "procps"]
+PACKAGES = ["systemd", "systemd-sysv", "dbus", "python3", "python3.11", "libgomp1", "acl", "procps"]
 CACHE = (
     Path(os.environ.get("AI_APPLIANCE_BUILD_CACHE", Path.home() / ".cache" / "ai-appliance"))
     / "e2e"
