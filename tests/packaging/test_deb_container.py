@@ -156,6 +156,8 @@ def test_upgrade_keeps_the_model_the_key_and_a_changed_config(
 
     result = container.run("dpkg", "-i", f"/root/{upgraded.name}", input="")
     assert "config.toml" not in result.stdout + result.stderr, "no conffile question"
+    # postinst restarted the service; `start` waits for that job (Type=notify: until READY=1).
+    container.run("systemctl", "start", "ai-appliance")
     assert container.run("dpkg-query", "-W", "-f=${Version}", "ai-appliance").stdout == newer
     assert (
         'default_model = "smollm2"' in container.run("cat", "/etc/ai-appliance/config.toml").stdout
