@@ -38,6 +38,8 @@ from appliance.logbuffer import LogBuffer
 from appliance.placement import choose_default_model, place_model
 from appliance.records import DeviceEvent, ModelInfo, ModelPlacement
 from appliance.runtime.probe import abort_self_test
+from appliance.sd_notify import Notifier
+from appliance.service_notify import ServiceNotifier
 from appliance.services import Services
 from appliance.store.audit import AuditLog
 from appliance.store.keys import KeyStore
@@ -314,16 +316,25 @@ async def _serve(
         name="devices",
     )
     prune = asyncio.create_task(_prune_audit_daily(services), name="audit-prune")
+    # systemd (Type=notify): readiness, status and the watchdog; a no-op outside systemd.
+    notifier = Notifier()
+    reporter = ServiceNotifier(
+        services, notifier, listening=lambda: all(server.started for server in servers)
+    )
+    reporting = asyncio.create_task(reporter.run(), name="sd-notify")
     try:
         await asyncio.gather(
             *(server.serve(sockets=[sock]) for server, sock in zip(servers, sockets, strict=True))
         )
     finally:
+        notifier.stopping("stopping: unloading models")
+        reporting.cancel()
         startup.cancel()
         watch.cancel()
         prune.cancel()
         unsubscribe()
         await services.engine.shutdown()
+        notifier.close()
 
 
 def device_event_handler(
@@ -385,8 +396,30 @@ async def _prune_audit_daily(services: Services) -> None:
         await asyncio.sleep(86400)
 
 
+def record_version(state_dir: Path) -> str | None:
+    """Write this version to `<state>/version`; return the one that ran before, if another."""
+    marker = state_dir / "version"
+    try:
+        previous: str | None = marker.read_text().strip() or None
+    except OSError:
+        previous = None
+    if previous != __version__:
+        partial = marker.with_name("version.partial")
+        try:
+            partial.write_text(__version__ + "\n")
+            partial.replace(marker)
+        except OSError as error:
+            log.warning("cannot record the version in %s: %s", marker, error.strerror)
+    return previous if previous != __version__ else None
+
+
 async def _boot(services: Services) -> None:
-    """Boot hooks first (they may check drivers and firmware), then the default model."""
+    """Update hooks after an upgrade, boot hooks (they may check drivers and firmware), then the
+    default model."""
+    previous = record_version(services.config.state_dir)
+    if previous is not None:
+        log.info("upgraded from %s to %s: running the update hooks", previous, __version__)
+        await services.hooks.run_async("update", {"from": previous, "to": __version__})
     devices = [device.model_dump(mode="json") for device in services.devices.devices()]
     await services.hooks.run_async("boot", {"devices": devices})
     if services.default_model:

@@ -113,6 +113,41 @@ def discover_hooks(hooks_dir: Path, event: HookEvent | str) -> list[Path]:
     return hooks
 
 
+@dataclass(frozen=True, slots=True)
+class HookEntry:
+    """One file in an event folder, and whether the runner would run it."""
+
+    event: str
+    name: str
+    path: Path
+    runs: bool
+    problem: str = ""
+    """Why it is refused (not executable, world-writable, dangling link); empty when it runs."""
+    target: Path | None = None
+    """Where a symlinked hook points (the shipped hooks are links into the venv)."""
+
+
+def list_hooks(hooks_dir: Path) -> list[HookEntry]:
+    """Every hook-like file of every event, with the runner's verdict (for `appliance hooks
+    list` and the doctor); quietly ignored files (backups, hidden, folders) are left out."""
+    found = []
+    for event in HookEvent:
+        folder = Path(hooks_dir) / f"{event}.d"
+        try:
+            entries = sorted(os.scandir(folder), key=lambda entry: entry.name)
+        except OSError:
+            continue
+        for entry in entries:
+            reason = _skip_reason(entry)
+            if reason == "":
+                continue
+            path = Path(entry.path)
+            target = Path(os.readlink(path)) if path.is_symlink() else None
+            found.append(HookEntry(str(event), entry.name, path, reason is None, reason or "",
+                                   target))  # fmt: skip
+    return found
+
+
 def _skip_reason(entry: os.DirEntry[str]) -> str | None:
     """None to run the entry, "" to ignore it quietly, else why it is refused."""
     name = entry.name

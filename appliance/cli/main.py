@@ -59,7 +59,19 @@ def cli(ctx: click.Context, config_path: Path | None) -> None:
 
 def _register() -> None:
     # Imported here so that a broken optional piece cannot stop `appliance --help`.
-    from appliance.cli import audit, config_cmd, devices, keys, models, serve, status, tui
+    from appliance.cli import (
+        audit,
+        config_cmd,
+        devices,
+        doctor,
+        firstboot,
+        hooks,
+        keys,
+        models,
+        serve,
+        status,
+        tui,
+    )
 
     cli.add_command(serve.serve)
     cli.add_command(status.status)
@@ -69,6 +81,9 @@ def _register() -> None:
     cli.add_command(config_cmd.config)
     cli.add_command(tui.tui)
     cli.add_command(audit.audit)
+    cli.add_command(doctor.doctor)
+    cli.add_command(hooks.hooks)
+    cli.add_command(firstboot.firstboot)
 
 
 _register()

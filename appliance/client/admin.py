@@ -22,6 +22,7 @@ from appliance.api.admin.protocol import (
     AuditRecord,
     DaemonStatus,
     Exported,
+    GoldenAnswer,
     HookRunInfo,
     HostStats,
     ImportProgress,
@@ -229,6 +230,10 @@ class AdminClient:
 
     def media_files(self, path: Path) -> list[ImportableFile]:
         return self.run(calls.media_files(path))
+
+    def golden_prompt(self, model: str | None = None) -> GoldenAnswer:
+        body = {"model": model}
+        return GoldenAnswer.model_validate(self._call("POST", "/admin/golden-prompt", json=body))
 
     def keys(self) -> list[ApiKeyPublic]:
         return self.run(calls.keys())

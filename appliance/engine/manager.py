@@ -68,6 +68,9 @@ class _Model:
     keep_alive_s: float | None = None
     """A client's `keep_alive` (Ollama API): idle seconds before unloading; < 0 never."""
 
+    last_heartbeat: float = field(default_factory=time.monotonic)
+    """When the worker last answered a ping (or became ready); the systemd watchdog reads it."""
+
     @property
     def ready(self) -> bool:
         return (
@@ -100,6 +103,19 @@ class EngineManager:
     def state_of(self, name: str) -> LoadedModel | None:
         model = self._models.get(name)
         return model.record.model_copy() if model else None
+
+    def stale_heartbeats(self, max_age_s: float) -> dict[str, float]:
+        """Ready models whose worker has not answered a ping for `max_age_s`: name → age (s).
+
+        Empty while supervision works: the supervisor kills and restarts a worker silent for
+        `engine.hang_timeout_s`, so a heartbeat older than that means supervision itself stalled.
+        """
+        now = time.monotonic()
+        return {
+            name: now - model.last_heartbeat
+            for name, model in self._models.items()
+            if model.ready and now - model.last_heartbeat > max_age_s
+        }
 
     async def stats(self, name: str) -> Stats:
         model = self._models.get(name)
@@ -213,7 +229,7 @@ class EngineManager:
         record.loaded_at = time.time()
         record.load_seconds = round(time.monotonic() - started, 3)
         record.load_progress = 1.0
-        model.last_used = time.monotonic()
+        model.last_used = model.last_heartbeat = time.monotonic()
         log.info(
             "%s ready in %.1f s: %d slots × %d tokens (pid %s)",
             model.info.name, record.load_seconds, ready.slots, ready.context_length, worker.pid,
@@ -349,7 +365,9 @@ class EngineManager:
             done, _ = await asyncio.wait({exited}, timeout=interval)
             if done or model.worker is not worker:
                 break
-            if not await worker.ping(timeout_s=hang) and worker.alive:
+            if await worker.ping(timeout_s=hang):
+                model.last_heartbeat = time.monotonic()
+            elif worker.alive:
                 log.error("worker for %s (pid %s) is hung; killing it", model.info.name, worker.pid)
                 worker.exit_reason = f"hung: no heartbeat for {hang:.0f} s"
                 worker.process.kill()

@@ -130,11 +130,30 @@ def open_database(path: Path) -> sqlite3.Connection:
             # NORMAL is durable against application crashes in WAL mode and skips an fsync
             # per commit; a power cut may lose the last commit, never corrupt the file.
             conn.execute("PRAGMA synchronous = NORMAL")
+            backup_before_migrating(conn, path)
             migrate(conn)
     except BaseException:
         conn.close()
         raise
     return conn
+
+
+def backup_before_migrating(conn: sqlite3.Connection, path: Path) -> Path | None:
+    """Copy a database that is about to be migrated to `<name>.schema-<version>.bak`, so that
+    the previous package can be reinstalled with the database it knew (docs/installation.md,
+    rollback). A fresh database (version 0) and an up-to-date one are not copied."""
+    version = _user_version(conn)
+    if not 0 < version < SCHEMA_VERSION:
+        return None
+    backup = path.with_name(f"{path.name}.schema-{version}.bak")
+    partial = backup.with_name(backup.name + ".partial")
+    target = sqlite3.connect(partial)
+    try:
+        conn.backup(target)  # a consistent copy even while another process writes
+    finally:
+        target.close()
+    partial.replace(backup)
+    return backup
 
 
 def migrate(conn: sqlite3.Connection) -> int:

@@ -24,6 +24,9 @@ UNIT = SYSTEMD_DIR / "ai-appliance.service"
 ASCEND_DROP_IN = SYSTEMD_DIR / "ai-appliance.service.d" / "10-ascend.conf"
 SYSUSERS = SYSTEMD_DIR / "ai-appliance.sysusers"
 TMPFILES = SYSTEMD_DIR / "ai-appliance.tmpfiles"
+FIRSTBOOT = SYSTEMD_DIR / "ai-appliance-firstboot.service"
+UDEV_RULES = SYSTEMD_DIR / "60-ai-appliance.rules"
+PRESET = SYSTEMD_DIR / "ai-appliance.preset"
 
 
 def parse_unit(path: Path) -> dict[str, dict[str, list[str]]]:
@@ -75,7 +78,12 @@ def declared_groups() -> set[str]:
 def test_service_runs_the_daemon_as_its_own_user_with_state_and_runtime_dirs() -> None:
     service = parse_unit(UNIT)["Service"]
 
-    assert one(service, "Type") == "exec"
+    assert one(service, "Type") == "notify"
+    # Only the daemon may report readiness, not its engine workers or hooks.
+    assert one(service, "NotifyAccess") == "main"
+    # Longer than engine.hang_timeout_s (120 s) plus a heartbeat: the daemon replaces a hung
+    # worker itself before systemd would restart the whole daemon.
+    assert one(service, "WatchdogSec") == "3min"
     assert one(service, "ExecStart") == "/usr/bin/appliance serve"
     assert one(service, "User") == "ai-appliance"
     assert one(service, "Group") == "ai-appliance"
@@ -85,6 +93,31 @@ def test_service_runs_the_daemon_as_its_own_user_with_state_and_runtime_dirs() -
     assert one(service, "Restart") == "on-failure"
     assert one(service, "LimitMEMLOCK") == "infinity"
     assert parse_unit(UNIT)["Install"]["WantedBy"] == ["multi-user.target"]
+
+
+def test_first_boot_unit_runs_once_before_the_daemon_as_the_daemon_user() -> None:
+    unit = parse_unit(FIRSTBOOT)
+    assert one(unit["Unit"], "Before") == "ai-appliance.service"
+    # The report `appliance firstboot` writes last is the marker: a failed run is retried.
+    assert one(unit["Unit"], "ConditionPathExists") == "!/var/lib/ai-appliance/firstboot.json"
+    service = unit["Service"]
+    assert (one(service, "Type"), one(service, "User")) == ("oneshot", "ai-appliance")
+    assert one(service, "ExecStart") == "/usr/bin/appliance firstboot"
+
+
+def test_udev_rules_give_the_service_group_every_accelerator_node() -> None:
+    text = UDEV_RULES.read_text()
+    for node in ("davinci[0-9]*", "davinci_manager", "devmm_svm", "hisi_hdc", "nvidia[0-9]*",
+                 "nvidiactl", "nvidia-uvm"):  # fmt: skip
+        assert node in text, node
+    rules = [line for line in text.splitlines() if line and not line.startswith("#")]
+    assert rules and all("setfacl -m g:ai-appliance:rw $devnode" in line for line in rules)
+    assert "u ai-appliance" in SYSUSERS.read_text(), "the ACL names the daemon's own group"
+
+
+def test_preset_enables_both_units_where_distributions_disable_new_services() -> None:
+    lines = [ln for ln in PRESET.read_text().splitlines() if ln and not ln.startswith("#")]
+    assert lines == ["enable ai-appliance.service", "enable ai-appliance-firstboot.service"]
 
 
 def test_admin_group_can_reach_the_socket_directory() -> None:
@@ -164,6 +197,7 @@ def make_unit_root(tmp_path: Path, unit_text: str | None = None) -> Path:
     unit_dir = root / "usr/lib/systemd/system"
     shutil.copytree(host_unit_dir(), unit_dir, symlinks=True)
     shutil.copy(UNIT, unit_dir)
+    shutil.copy(FIRSTBOOT, unit_dir)
     if unit_text is not None:
         (unit_dir / UNIT.name).write_text(unit_text)
     shutil.copytree(ASCEND_DROP_IN.parent, unit_dir / ASCEND_DROP_IN.parent.name)
@@ -177,7 +211,13 @@ def make_unit_root(tmp_path: Path, unit_text: str | None = None) -> Path:
 
 def verify(root: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        ["systemd-analyze", "verify", f"--root={root}", "ai-appliance.service"],
+        [
+            "systemd-analyze",
+            "verify",
+            f"--root={root}",
+            "ai-appliance.service",
+            "ai-appliance-firstboot.service",
+        ],
         capture_output=True,
         text=True,
         timeout=60,
@@ -201,7 +241,7 @@ def test_systemd_analyze_verify_finds_nothing_to_complain_about(tmp_path: Path) 
 @needs_analyze
 def test_systemd_analyze_verify_would_catch_a_broken_unit(tmp_path: Path) -> None:
     # The control: without it, an empty report could mean the unit was never read.
-    broken = UNIT.read_text().replace("Type=exec", "Type=bogus")
+    broken = UNIT.read_text().replace("Type=notify", "Type=bogus")
 
     result = verify(make_unit_root(tmp_path, broken))
 

@@ -123,6 +123,28 @@ class ModelRemoved(AdminModel):
     unloaded: bool
 
 
+class GoldenRequest(AdminModel):
+    model: str | None = None
+    """Installed model to ask; the default model when absent."""
+    max_tokens: int = 64
+
+
+class GoldenAnswer(AdminModel):
+    """The daemon's answer to the doctor's golden prompt, and whether it is sane text."""
+
+    model: str
+    prompt: str
+    answer: str
+    completion_tokens: int
+    finish_reason: str
+    seconds: float
+    sane: bool
+    problem: str = ""
+    """Why the answer is not sane, when it is not."""
+    expected_word_found: bool
+    """Whether the (easy) fact came out right; small models may miss it, so only a hint."""
+
+
 class ErrorBody(AdminModel):
     code: str
     message: str

@@ -12,6 +12,7 @@ from appliance.api.admin import (
     audit_routes,
     config_routes,
     devices_routes,
+    doctor_routes,
     engine_routes,
     host_routes,
     keys_routes,
@@ -23,6 +24,6 @@ from appliance.api.admin import (
 router = APIRouter(prefix="/admin", tags=["admin"])
 for module in (
     status_routes, host_routes, devices_routes, models_routes, engine_routes, keys_routes,
-    logs_routes, config_routes, audit_routes,
+    logs_routes, config_routes, audit_routes, doctor_routes,
 ):  # fmt: skip
     router.include_router(module.router)
