@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
-from pydantic import TypeAdapter
 
 from appliance import errors
 from appliance.api.admin.protocol import (
@@ -232,8 +231,7 @@ class AdminClient:
         return self.run(calls.media_files(path))
 
     def golden_prompt(self, model: str | None = None) -> GoldenAnswer:
-        body = {"model": model}
-        return GoldenAnswer.model_validate(self._call("POST", "/admin/golden-prompt", json=body))
+        return self.run(calls.golden_prompt(model))
 
     def keys(self) -> list[ApiKeyPublic]:
         return self.run(calls.keys())
@@ -247,16 +245,10 @@ class AdminClient:
         return self.run(calls.update_key(name_or_id, reasoning_format))
 
     def set_key_limits(self, name_or_id: str, limits: KeyLimits) -> ApiKeyPublic:
-        body = {"limits": limits.model_dump(mode="json")}
-        return ApiKeyPublic.model_validate(
-            self._call("PATCH", f"/admin/keys/{name_or_id}", json=body)
-        )
+        return self.run(calls.set_key_limits(name_or_id, limits))
 
     def audit(self, query: AuditQuery) -> list[AuditRecord]:
-        params = query.model_dump(exclude_none=True)
-        return TypeAdapter(list[AuditRecord]).validate_python(
-            self._call("GET", "/admin/audit", params=params)
-        )
+        return self.run(calls.audit(query))
 
     def set_chat_template(self, name: str, template: str | None) -> ModelInfo:
         return self.run(calls.set_chat_template(name, template))

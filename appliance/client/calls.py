@@ -15,9 +15,12 @@ from pydantic import TypeAdapter
 
 from appliance.api.admin.protocol import (
     ApiKeyPublic,
+    AuditQuery,
+    AuditRecord,
     DaemonSettings,
     DaemonStatus,
     Exported,
+    GoldenAnswer,
     HookRunInfo,
     HostStats,
     KeyCreated,
@@ -30,6 +33,7 @@ from appliance.records import (
     DeviceTelemetry,
     FitPlan,
     ImportableFile,
+    KeyLimits,
     LoadedModel,
     ModelInfo,
     Placement,
@@ -174,6 +178,19 @@ def logs(after: int = 0, level: str = "INFO", limit: int = 500) -> Call[list[Log
 
 def hook_runs() -> Call[list[HookRunInfo]]:
     return Call("GET", "/admin/hooks", _list(HookRunInfo))
+
+
+def set_key_limits(name_or_id: str, limits: KeyLimits) -> Call[ApiKeyPublic]:
+    body = {"limits": limits.model_dump(mode="json")}
+    return Call("PATCH", f"/admin/keys/{name_or_id}", ApiKeyPublic.model_validate, json=body)
+
+
+def golden_prompt(model: str | None = None) -> Call[GoldenAnswer]:
+    return Call("POST", "/admin/golden-prompt", GoldenAnswer.model_validate, json={"model": model})
+
+
+def audit(query: AuditQuery) -> Call[list[AuditRecord]]:
+    return Call("GET", "/admin/audit", _list(AuditRecord), query.model_dump(exclude_none=True))
 
 
 def import_body(source: Path | str, name: str | None, sha256: str | None) -> dict[str, Any]:
