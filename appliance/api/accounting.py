@@ -100,6 +100,8 @@ class AccountingMiddleware:
         audit = self.services.audit
         if audit is None or usage.route in _NOT_AUDITED or usage.status == 0:
             return
+        if usage.key_id is None and usage.status in (401, 413):
+            return  # refused at the gate: a keyless flood must not cost a disk write each
         entry = AuditEntry(
             ts=usage.arrived, key_id=usage.key_id, key_name=usage.key_name, route=usage.route,
             model=usage.model, tokens_in=usage.tokens_in, tokens_out=usage.tokens_out,

@@ -114,14 +114,15 @@ def create_app(services: Services) -> FastAPI:
     if services.config.metrics.enabled and not services.config.metrics.listen:
         app.include_router(metrics.keyed_router)
     app.include_router(admin_routes.router, dependencies=[AdminKeyDep])
-    app.add_middleware(AccountingMiddleware, services=services)
-    # Added last, so outermost: size and key are checked before anything else runs.
+    # The gate checks size and key before any body is read; accounting wraps it (added last,
+    # so outermost) so that the key the gate finds is on the request's usage record.
     app.add_middleware(
         RequestGate,
         max_body_bytes=config.limits.max_body_bytes,
         envelope=convert.error_body,
         authenticate=lambda headers: authenticate(services, headers),
     )
+    app.add_middleware(AccountingMiddleware, services=services)
     return app
 
 
