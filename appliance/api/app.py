@@ -121,6 +121,7 @@ def create_app(services: Services) -> FastAPI:
         max_body_bytes=config.limits.max_body_bytes,
         envelope=convert.error_body,
         authenticate=lambda headers: authenticate(services, headers),
+        envelopes_by_prefix={"/api/": ollama_convert.error_body},
     )
     app.add_middleware(AccountingMiddleware, services=services)
     return app

@@ -43,11 +43,14 @@ class RequestGate:
         max_body_bytes: int,
         envelope: Envelope,
         authenticate: Authenticate | None = None,
+        envelopes_by_prefix: dict[str, Envelope] | None = None,
     ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.envelope = envelope
         self.authenticate = authenticate
+        self.envelopes_by_prefix = envelopes_by_prefix or {}
+        """Another dialect's error shape under a path prefix (Ollama's under `/api/`)."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -59,19 +62,19 @@ class RequestGate:
         }
         declared = headers.get("content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > self.max_body_bytes):
-            await self._refuse(send, self._too_large())
+            await self._refuse(scope, send, self._too_large())
             return
         if self.authenticate is not None and scope.get("path", "") not in PUBLIC_PATHS:
             try:
                 caller = self.authenticate(headers)
             except ApplianceError as error:
-                await self._refuse(send, error)
+                await self._refuse(scope, send, error)
                 return
             scope.setdefault("state", {})["caller"] = caller
         if declared is None and headers.get("transfer-encoding", "").lower() == "chunked":
             body = await self._read_bounded(receive)
             if body is None:
-                await self._refuse(send, self._too_large())
+                await self._refuse(scope, send, self._too_large())
                 return
             receive = _replay(body, receive)
         await self.app(scope, receive, send)
@@ -97,8 +100,17 @@ class RequestGate:
             if not message.get("more_body", False):
                 return b"".join(chunks)
 
-    async def _refuse(self, send: Send, error: ApplianceError) -> None:
-        body = json.dumps(self.envelope(error)).encode()
+    async def _refuse(self, scope: Scope, send: Send, error: ApplianceError) -> None:
+        path = scope.get("path", "")
+        envelope = next(
+            (
+                shape
+                for prefix, shape in self.envelopes_by_prefix.items()
+                if path.startswith(prefix)
+            ),
+            self.envelope,
+        )
+        body = json.dumps(envelope(error)).encode()
         headers = [
             (b"content-type", b"application/json"),
             (b"content-length", str(len(body)).encode()),
