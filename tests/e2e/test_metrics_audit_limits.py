@@ -129,7 +129,7 @@ def one_slot(tmp_path_factory: pytest.TempPathFactory, embedded_model: Path) -> 
 
 def test_a_flooding_key_cannot_starve_another_of_a_scarce_slot(one_slot: Daemon) -> None:
     flood, office = new_key(one_slot, "script"), new_key(one_slot, "office")
-    body = {**ASK, "stream": True, "max_tokens": 24, "logit_bias": {"0": -100, "2": -100}}
+    body = {**ASK, "stream": True, "max_tokens": 64, "logit_bias": {"0": -100, "2": -100}}
     first_text: list[str] = []
 
     async def ask(client: httpx.AsyncClient, key: str, who: str) -> None:
@@ -150,7 +150,10 @@ def test_a_flooding_key_cannot_starve_another_of_a_scarce_slot(one_slot: Daemon)
         # Generous: llama.cpp's spinning threads crawl on an oversubscribed CI machine.
         async with httpx.AsyncClient(timeout=600) as client:
             script = [asyncio.create_task(ask(client, flood, f"script{i}")) for i in range(4)]
-            await asyncio.sleep(0.5)  # all four are queued before the office asks
+            # The office asks once the script holds the slot (its other three then wait): a fixed
+            # pause raced a first answer that finished before the office was even queued.
+            while not first_text:
+                await asyncio.sleep(0.02)
             person = asyncio.create_task(ask(client, office, "office"))
             await asyncio.gather(*script, person)
 
