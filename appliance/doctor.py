@@ -26,7 +26,13 @@ from typing import Any
 import httpx
 
 from appliance.client import AdminClient
-from appliance.config import SYSTEM_STATE_DIR, Config, default_config_path, load_config
+from appliance.config import (
+    SYSTEM_STATE_DIR,
+    Config,
+    default_config_path,
+    load_config,
+    parse_listen,
+)
 from appliance.errors import ApplianceError
 from appliance.firmware_hooks import list_hooks
 from appliance.records import Accelerator, RuntimeReport, VerifyResult
@@ -352,9 +358,10 @@ def check_golden_prompt(ctx: Context) -> Iterator[Finding]:
 
 
 def check_ports(ctx: Context) -> Iterator[Finding]:
-    host, port = ctx.config.listen_address
-    targets = ["127.0.0.1" if host in ("0.0.0.0", "") else "::1" if host == "::" else host]
     status = ctx.facts.get("status")
+    # The running daemon's listener is the truth (the environment may differ from this shell's).
+    host, port = parse_listen(status["listen"]) if status else ctx.config.listen_address
+    targets = ["127.0.0.1" if host in ("0.0.0.0", "") else "::1" if host == "::" else host]
     if status and host in ("0.0.0.0", "::", ""):
         lan = httpx.URL(status["api_url"]).host
         if lan and lan not in targets:

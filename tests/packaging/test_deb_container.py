@@ -151,7 +151,8 @@ def test_upgrade_keeps_the_model_the_key_and_a_changed_config(
     subprocess.run(["dpkg-deb", "-Zgzip", "--root-owner-group", "-b", str(tree), str(upgraded)],
                    check=True, capture_output=True)  # fmt: skip
     shutil.copy(upgraded, container.root / "root" / upgraded.name)
-    container.run("sh", "-c", "echo 'default_model = \"smollm2\"' >> /etc/ai-appliance/config.toml")
+    # A local change to the conffile (top-level keys go before the first [section]).
+    container.run("sed", "-i", '1i default_model = "smollm2"', "/etc/ai-appliance/config.toml")
     key = container.run("cat", "/var/lib/ai-appliance/first-admin-key").stdout.strip()
 
     result = container.run("dpkg", "-i", f"/root/{upgraded.name}", input="")
