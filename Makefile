@@ -44,7 +44,8 @@ run: setup
 	APPLIANCE_HOME=$(RUN_HOME) exec $(VENV)/bin/appliance serve
 
 # The tests drive real tools: umockdev fakes PCI devices and /dev nodes (libudev is what pyudev
-# loads), and the systemd units are checked with systemd-analyze, -sysusers and -tmpfiles.
+# loads), the systemd units are checked with systemd-analyze, -sysusers and -tmpfiles, and the
+# console's end-to-end test drives `appliance tui` in tmux.
 test-system-deps:
 	@missing=""; \
 	command -v umockdev-run >/dev/null || missing="$$missing umockdev"; \
@@ -52,6 +53,7 @@ test-system-deps:
 	ldconfig -p | grep -q 'libudev.so.1 ' || missing="$$missing libudev1"; \
 	command -v systemd-analyze >/dev/null || missing="$$missing systemd"; \
 	command -v shellcheck >/dev/null || missing="$$missing shellcheck"; \
+	command -v tmux >/dev/null || missing="$$missing tmux"; \
 	command -v dpkg-buildpackage >/dev/null || missing="$$missing dpkg-dev"; \
 	command -v dh >/dev/null || missing="$$missing debhelper"; \
 	command -v lintian >/dev/null || missing="$$missing lintian"; \
@@ -98,6 +100,7 @@ package-cann: package-deps
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(PY) -m pytest -q tests/test_import_contracts.py
 
 clean:
 	rm -rf $(VENV) $(RUN_HOME) .pytest_cache

@@ -55,6 +55,8 @@ class ApiSettings(Section):
     """URL to show people (e.g. behind a reverse proxy); derived from `listen` when unset."""
     reasoning_format: Literal["deepseek", "ollama", "vllm", "none"] = "deepseek"
     """`<think>` text goes to: deepseek `reasoning_content`, ollama `thinking`, vllm `reasoning`."""
+    openapi_docs: bool = False
+    """Serve `/docs`, `/redoc` and `/openapi.json` (to holders of an API key); off by default."""
 
     @field_validator("listen")
     @classmethod
@@ -93,6 +95,44 @@ class EngineSettings(Section):
     """Idle seconds before a model other than the default is unloaded; 0 keeps it forever."""
     hang_timeout_s: float = Field(default=120.0, gt=0)
     """A worker that answers no heartbeat for this long is killed and restarted."""
+    worker_oom_score_adj: int = Field(default=500, ge=-1000, le=1000)
+    """Workers' `oom_score_adj`: above the daemon's, so out of memory a worker goes first."""
+
+
+class LimitsSettings(Section):
+    """Bounds on what one API request may ask for, checked before anything is allocated.
+
+    Exceeding one answers 400 (413 for the body) with a message naming the field and the limit.
+    """
+
+    max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    """Largest request body in bytes; checked before the API key and before JSON parsing."""
+    max_messages: int = Field(default=1024, ge=1)
+    """Messages in one chat request (the whole conversation so far)."""
+    max_tokens: int = Field(default=32768, ge=1)
+    """Largest `max_tokens` / `max_completion_tokens` a request may ask for."""
+    max_choices: int = Field(default=8, ge=1, le=64)
+    """Largest `n`: every choice is a sequence in the model's batch, shared with everyone."""
+    max_stops: int = Field(default=4, ge=0)
+    """Stop sequences in one request."""
+    max_stop_chars: int = Field(default=256, ge=1)
+    """Characters in one stop sequence."""
+    max_logit_bias: int = Field(default=1024, ge=0)
+    """Entries in `logit_bias`; each token id must also exist in the model's vocabulary."""
+    max_top_logprobs: int = Field(default=20, ge=0)
+    """Largest `top_logprobs` (chat) and `logprobs` (text completions ask for at most 5)."""
+    max_penalty_last_n: int = Field(default=8192, ge=0)
+    """Largest `penalty_last_n` (-1, the whole context, is always allowed)."""
+    max_schema_bytes: int = Field(default=65536, ge=64)
+    """Size of one JSON schema (`response_format`, a tool's `parameters`) or GBNF `grammar`."""
+    max_schema_depth: int = Field(default=32, ge=2)
+    """Nesting of objects and arrays in a schema, a tool or `chat_template_kwargs`."""
+    max_schema_refs: int = Field(default=64, ge=0)
+    """`$ref`s in one JSON schema."""
+    max_tools: int = Field(default=128, ge=0)
+    """Tool definitions in one chat request."""
+    max_embedding_inputs: int = Field(default=256, ge=1)
+    """Texts in one embeddings request (each is cut to the model's context)."""
 
 
 class HookSettings(Section):
@@ -147,6 +187,7 @@ class Config(BaseSettings):
     api: ApiSettings = ApiSettings()
     paths: PathSettings = PathSettings()
     engine: EngineSettings = EngineSettings()
+    limits: LimitsSettings = LimitsSettings()
     hooks: HookSettings = HookSettings()
     devices: DevicesSettings = DevicesSettings()
     runtime: RuntimeSettings = RuntimeSettings()

@@ -16,6 +16,7 @@ import logging
 import os
 import signal
 import socket
+import stat
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -30,8 +31,10 @@ from appliance.devices import DeviceManager, DriverFailed
 from appliance.engine.manager import EngineManager, Placer
 from appliance.errors import ApplianceError, ConfigError, StorageError
 from appliance.firmware_hooks.runner import HookRunner
+from appliance.logbuffer import LogBuffer
 from appliance.placement import choose_default_model, place_model
 from appliance.records import DeviceEvent, ModelInfo, ModelPlacement
+from appliance.runtime.probe import abort_self_test
 from appliance.sd_notify import Notifier
 from appliance.service_notify import ServiceNotifier
 from appliance.services import Services
@@ -41,6 +44,22 @@ from appliance.store.models import ModelStore
 log = logging.getLogger("appliance.daemon")
 
 ADMIN_GROUP = "appliance-admin"
+
+
+class _OncePerProcess(logging.Filter):
+    """uvicorn says "Started server process [pid]" (and "Waiting for application startup") once
+    per server; the daemon runs several in one process, and a journal needs each line once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._seen: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg not in ("Started server process [%d]", "Waiting for application startup."):
+            return True
+        first = record.msg not in self._seen
+        self._seen.add(str(record.msg))
+        return first
 
 
 class _Server(uvicorn.Server):
@@ -77,7 +96,23 @@ def bind_admin_socket(path: Path) -> socket.socket:
         raise StorageError(
             f"cannot create the admin socket folder {path.parent}: {exc.strerror}"
         ) from None
-    if path.exists():
+    try:
+        mode = path.lstat().st_mode  # lstat: a dangling link must not look like a free path
+    except FileNotFoundError:
+        mode = None
+    except OSError as exc:
+        raise ConfigError(f"cannot check the admin socket path {path}: {exc.strerror}") from None
+    if mode is not None and not stat.S_ISSOCK(mode):
+        kind = (
+            "a symbolic link" if stat.S_ISLNK(mode)
+            else "a directory" if stat.S_ISDIR(mode)
+            else "a file"
+        )  # fmt: skip
+        raise ConfigError(
+            f"the admin socket path {path} is {kind}, not a socket; remove it or set "
+            "paths.admin_socket to another path"
+        )
+    if mode is not None:
         probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             probe.connect(str(path))
@@ -96,6 +131,9 @@ def bind_admin_socket(path: Path) -> socket.socket:
     old_umask = os.umask(0o117)  # never let the socket exist with wider permissions
     try:
         sock.bind(str(path))
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(f"cannot create the admin socket {path}: {exc.strerror}") from None
     finally:
         os.umask(old_umask)
     os.chmod(path, 0o660)
@@ -201,6 +239,7 @@ async def _serve(services: Services, lan: socket.socket, admin: socket.socket) -
 
     def stop(signame: str) -> None:
         log.info("received %s; shutting down", signame)
+        abort_self_test()  # a CPU variant self-test in progress must not hold the exit up
         for server in servers:
             server.should_exit = True
 
@@ -307,7 +346,12 @@ def serve(config: Config) -> None:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    logging.getLogger("uvicorn.error").addFilter(_OncePerProcess())
+    # Attached before the services are built, so the console sees device discovery too.
+    recent = LogBuffer()
+    logging.getLogger().addHandler(recent)
     services, new_key = build_services(config)
+    services.logs = recent
     host, port = config.listen_address
     lan = bind_lan_socket(host, port)
     admin = bind_admin_socket(config.admin_socket)

@@ -6,7 +6,8 @@ Imports nothing from the appliance (a leaf). The API maps these to wire envelope
     ApplianceError
     ├── ConfigError            bad config file, key or value (exit 2)
     ├── UsageError             a request or command that cannot be right as written (400)
-    │   └── ModelFormatError   a file that is not a model we can read
+    │   ├── ModelFormatError   a file that is not a model we can read
+    │   └── RequestTooLarge    a request over a size limit (413)
     ├── AuthenticationError    missing or wrong API key (401)
     ├── PermissionDenied       a key without the scope for this operation (403)
     ├── NotFound               unknown model, key or resource (404)
@@ -17,6 +18,7 @@ Imports nothing from the appliance (a leaf). The API maps these to wire envelope
     └── EngineError            a worker could not serve the request
         ├── ModelLoading       the model is still loading (503)
         ├── EngineDead         the worker process died; it is restarted (503)
+        ├── NoRoom             max_loaded models are loading or busy (503, Retry-After)
         └── Overloaded         the queue is full (429, Retry-After)
 """
 
@@ -50,6 +52,12 @@ class UsageError(ApplianceError):
 class ModelFormatError(UsageError):
     code = "invalid_model_file"
     title = "Not a usable model file"
+
+
+class RequestTooLarge(UsageError):
+    code = "request_too_large"
+    http_status = 413
+    title = "Request too large"
 
 
 class AuthenticationError(ApplianceError):
@@ -109,6 +117,15 @@ class EngineDead(EngineError):
     code = "engine_unavailable"
     http_status = 503
     title = "Engine unavailable"
+
+
+class NoRoom(EngineError):
+    """No model may be loaded now: the loaded ones are pinned, busy or still loading."""
+
+    code = "no_room"
+    http_status = 503
+    title = "No room for another model"
+    retry_after_s = 5
 
 
 class Overloaded(EngineError):

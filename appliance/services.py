@@ -13,6 +13,7 @@ from appliance.config import Config
 from appliance.devices import DeviceManager
 from appliance.engine.manager import EngineManager
 from appliance.firmware_hooks.runner import HookRunner
+from appliance.logbuffer import LogBuffer
 from appliance.store.keys import KeyStore
 from appliance.store.models import ModelStore
 
@@ -30,3 +31,5 @@ class Services:
     started_at: float = field(default_factory=time.time)
     default_model: str | None = None
     """The model chosen at start (config `default_model`, else the best installed one)."""
+    logs: LogBuffer = field(default_factory=LogBuffer)
+    """Recent log records for `GET /admin/logs`; `serve()` attaches it to the root logger."""

@@ -19,8 +19,9 @@ import os
 import signal
 import stat
 import time
+from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -243,6 +244,20 @@ def run_hooks(
     )
 
 
+RECENT_RUNS = 100
+"""How many hook runs the daemon's runner remembers (the console's hooks page)."""
+
+
+@dataclass(frozen=True, slots=True)
+class HookRun:
+    """One hook that ran for an event, as the daemon remembers it."""
+
+    event: str
+    started_at: float
+    """Seconds since the epoch when the hook started."""
+    result: HookResult
+
+
 @dataclass(frozen=True, slots=True)
 class HookRunner:
     """The hooks directory and deadlines bound once, as the daemon holds them."""
@@ -250,6 +265,10 @@ class HookRunner:
     hooks_dir: Path
     timeout_s: float = DEFAULT_TIMEOUT_S
     kill_grace_s: float = DEFAULT_KILL_GRACE_S
+    recent: deque[HookRun] = field(
+        default_factory=lambda: deque(maxlen=RECENT_RUNS), compare=False, repr=False
+    )
+    """The last `RECENT_RUNS` hook runs, oldest first, for the admin API and the console."""
 
     @classmethod
     def from_config(cls, config: Config) -> HookRunner:
@@ -261,7 +280,7 @@ class HookRunner:
         payload: Mapping[str, Any] | None = None,
         env: Mapping[str, str] | None = None,
     ) -> list[HookResult]:
-        return await run_hooks_async(
+        results = await run_hooks_async(
             event,
             payload,
             hooks_dir=self.hooks_dir,
@@ -269,6 +288,9 @@ class HookRunner:
             timeout_s=self.timeout_s,
             kill_grace_s=self.kill_grace_s,
         )
+        now = time.time()
+        self.recent.extend(HookRun(str(event), now - r.duration_s, r) for r in results)
+        return results
 
     def run(
         self,

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers.runtime import RUNTIME_CACHE
+from helpers.runtime import RUNTIME_CACHE, runtime_report
 
 # One CPU-variant verdict for the session: every Config() made in this process and every daemon
 # the tests start (helpers.daemon passes it on) reads the same cache.
@@ -23,6 +23,14 @@ os.environ["APPLIANCE_RUNTIME__CACHE_DIR"] = str(RUNTIME_CACHE)
 
 from appliance.store.embedded import embedded_model_path
 from helpers.daemon import Daemon, run_cli, start_daemon, stop_daemon
+
+
+@pytest.fixture(scope="session", autouse=True)
+def cpu_variant_verdict() -> None:
+    """The CPU variant self-test, once, before any daemon starts: daemons then read its verdict
+    from RUNTIME_CACHE instead of each spending their readiness timeout on it."""
+    report = runtime_report()
+    assert report.cpu_variant and report.cpu_variant.variant, report
 
 
 @pytest.fixture(scope="session")

@@ -5,6 +5,7 @@ Keys arrive as `Authorization: Bearer KEY` (OpenAI clients) or `X-API-Key: KEY`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -21,12 +22,12 @@ def get_services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
-def _presented_key(request: Request) -> str | None:
-    header = request.headers.get("authorization", "")
+def _presented_key(headers: Mapping[str, str]) -> str | None:
+    header = headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() == "bearer" and token.strip():
         return token.strip()
-    return request.headers.get("x-api-key") or None
+    return headers.get("x-api-key") or None
 
 
 @dataclass(frozen=True)
@@ -39,10 +40,23 @@ class Caller:
 
 
 def require_api_key(request: Request, services: ServicesDep) -> Caller:
-    """Admit the request if keys are off or it carries a valid key; say who is calling."""
+    """Admit the request if keys are off or it carries a valid key; say who is calling.
+
+    On the LAN listener the gate (`gate.py`) has checked the key before the body was read and
+    left the caller in the request state; this dependency only runs the check itself where no
+    gate did.
+    """
+    caller = getattr(request.state, "caller", None)
+    if isinstance(caller, Caller):
+        return caller
+    return authenticate(services, request.headers)
+
+
+def authenticate(services: Services, headers: Mapping[str, str]) -> Caller:
+    """The caller named by the request's headers; AuthenticationError when there is none."""
     if not services.config.api.require_api_key:
         return Caller()
-    key = _presented_key(request)
+    key = _presented_key(headers)
     if key is None:
         raise AuthenticationError(
             "this appliance requires an API key: send it as 'Authorization: Bearer KEY' "

@@ -1,7 +1,7 @@
 """`/health` (the process answers) and `/ready` (the default model is loaded and answering).
 
 Neither needs an API key: load balancers and systemd probes call them, and they reveal only
-whether the box is up.
+whether the box is up and the models' names, never an error's text (it may name paths).
 """
 
 from __future__ import annotations
@@ -39,5 +39,10 @@ async def ready(services: ServicesDep) -> JSONResponse:
         elif state is None or state.state == ModelState.LOADING:
             reason = f"model {services.default_model!r} is loading"
         else:
-            reason = state.error or f"model {services.default_model!r} is {state.state}"
+            # The recorded error may name files and folders: the box's admin sees it with
+            # `appliance status`; an anonymous probe learns only the state.
+            reason = (
+                f"model {services.default_model!r} is {state.state}; `appliance status` on "
+                "the box says why"
+            )
     return JSONResponse({"status": "not_ready", "reason": reason}, status_code=503)

@@ -1,4 +1,4 @@
-"""`appliance models list|show|import|verify|export|rm|load|catalog|fit|media`.
+"""`appliance models list|show|import|verify|export|rm|load|unload|catalog|fit|media`.
 
 Each goes through the daemon's admin socket when it runs, else acts on the store directly
 (except `load`, which needs the daemon). `--json` prints data for scripts on stdout.
@@ -251,6 +251,20 @@ def load(state: CliState, name: str, as_json: bool) -> None:
         stdout_console.print(
             f"{name} {loaded.state} on {loaded.device_id} in {loaded.load_seconds} s"
         )
+
+
+@models.command("unload")
+@click.argument("name")
+@json_option
+@pass_state
+def unload(state: CliState, name: str, as_json: bool) -> None:
+    """Stop a loaded model's worker in the running daemon (it stays installed)."""
+    with AdminClient(state.config.admin_socket) as client:
+        result = client.unload_model(name)
+    if as_json:
+        echo_json(result)
+    else:
+        stderr_console.print(f"unloaded {name}" if result.unloaded else f"{name} was not loaded")
 
 
 from appliance.cli.models_plan import catalog, fit, media  # noqa: E402  (registers commands)

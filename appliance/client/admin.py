@@ -1,18 +1,18 @@
 """AdminClient / AsyncAdminClient: typed calls to the admin API over the Unix socket.
 
-Transport errors become `DaemonUnreachable` (naming the socket and how to start the daemon);
-error envelopes become the matching `ApplianceError` subclass, so callers handle one tree.
+Both run the request shapes declared once in `calls.py`. Transport errors and timeouts become
+`DaemonUnreachable` (naming the socket and how to start the daemon); error envelopes become the
+matching `ApplianceError` subclass, so callers handle one tree.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
-from pydantic import TypeAdapter
 
 from appliance import errors
 from appliance.api.admin.protocol import (
@@ -20,10 +20,16 @@ from appliance.api.admin.protocol import (
     DaemonStatus,
     Exported,
     GoldenAnswer,
+    HookRunInfo,
+    HostStats,
     ImportProgress,
     KeyCreated,
+    LogLine,
     ModelRemoved,
 )
+from appliance.client import calls
+from appliance.client.calls import Call
+from appliance.client.chat import ChatEvent, chat_body, parse_sse_line
 from appliance.records import (
     Accelerator,
     CatalogVerdict,
@@ -38,9 +44,12 @@ from appliance.records import (
     VerifyResult,
 )
 
+T = TypeVar("T")
+
 # Requests that only read state answer fast; loads and imports can take minutes.
 _TIMEOUT = httpx.Timeout(10.0, read=600.0)
 _BASE = "http://appliance"
+_TRANSPORT_ERRORS = (httpx.ConnectError, httpx.RemoteProtocolError, OSError)
 
 _ERRORS_BY_CODE: dict[str, type[errors.ApplianceError]] = {}
 for _cls in (
@@ -57,6 +66,11 @@ def error_from_code(code: str | None, message: str) -> errors.ApplianceError:
 
 
 def _unreachable(socket_path: Path, exc: Exception) -> errors.DaemonUnreachable:
+    if isinstance(exc, httpx.TimeoutException):
+        return errors.DaemonUnreachable(
+            f"the appliance daemon did not answer in time on {socket_path}; it may be busy "
+            "or hung (`systemctl status ai-appliance` shows its state)"
+        )
     if isinstance(exc, PermissionError) or "Permission denied" in str(exc):
         return errors.DaemonUnreachable(
             f"no permission to use the admin socket {socket_path}; run as root or join the "
@@ -80,6 +94,24 @@ def _raise_for(response: httpx.Response) -> None:
         ) from None
 
 
+def _request_args(call: Call[Any]) -> dict[str, Any]:
+    args: dict[str, Any] = {"params": call.params or None}
+    if call.json is not None:
+        args["json"] = call.json
+    if call.timeout_s is not None:
+        args["timeout"] = httpx.Timeout(call.timeout_s)
+    return args
+
+
+def _final_import(lines: list[ImportProgress]) -> ImportProgress:
+    if not lines:
+        raise errors.ApplianceError("the daemon ended the import without a result")
+    final = lines[-1]
+    if final.status == "error":
+        raise error_from_code(final.error_code, final.error or "import failed")
+    return final
+
+
 class AdminClient:
     """Blocking client, for the CLI."""
 
@@ -95,52 +127,53 @@ class AdminClient:
     def __exit__(self, *_: object) -> None:
         self._http.close()
 
-    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+    def run(self, call: Call[T]) -> T:
         try:
-            response = self._http.request(method, path, **kwargs)
-        except (httpx.ConnectError, httpx.RemoteProtocolError, OSError) as exc:
+            response = self._http.request(call.method, call.path, **_request_args(call))
+        except (*_TRANSPORT_ERRORS, httpx.TimeoutException) as exc:
             raise _unreachable(self.socket_path, exc) from None
         _raise_for(response)
-        return response.json()
+        return call.parse(response.json())
 
     def is_running(self) -> bool:
         try:
-            self._call("GET", "/health")
+            self.run(calls.health())
         except errors.DaemonUnreachable:
             return False
         return True
 
     def status(self) -> DaemonStatus:
-        return DaemonStatus.model_validate(self._call("GET", "/admin/status"))
+        return self.run(calls.status())
+
+    def host(self) -> HostStats:
+        return self.run(calls.host())
 
     def devices(self) -> list[Accelerator]:
-        return TypeAdapter(list[Accelerator]).validate_python(self._call("GET", "/admin/devices"))
+        return self.run(calls.devices())
 
     def device_telemetry(self, history: bool = False) -> DeviceTelemetry:
-        params = {"history": "true"} if history else {}
-        return DeviceTelemetry.model_validate(
-            self._call("GET", "/admin/devices/telemetry", params=params)
-        )
+        return self.run(calls.device_telemetry(history))
 
     def runtimes(self) -> RuntimeReport:
-        return RuntimeReport.model_validate(self._call("GET", "/admin/devices/runtimes"))
+        return self.run(calls.runtimes())
 
     def placements(self) -> list[Placement]:
-        return TypeAdapter(list[Placement]).validate_python(
-            self._call("GET", "/admin/devices/placements")
-        )
+        return self.run(calls.placements())
 
     def models(self) -> list[ModelInfo]:
-        return TypeAdapter(list[ModelInfo]).validate_python(self._call("GET", "/admin/models"))
+        return self.run(calls.models())
 
     def show_model(self, name: str) -> ModelInfo:
-        return ModelInfo.model_validate(self._call("GET", f"/admin/models/{name}"))
+        return self.run(calls.show_model(name))
 
     def remove_model(self, name: str) -> ModelRemoved:
-        return ModelRemoved.model_validate(self._call("DELETE", f"/admin/models/{name}"))
+        return self.run(calls.remove_model(name))
 
     def load_model(self, name: str) -> LoadedModel:
-        return LoadedModel.model_validate(self._call("POST", f"/admin/models/{name}/load"))
+        return self.run(calls.load_model(name))
+
+    def unload_model(self, name: str) -> ModelRemoved:
+        return self.run(calls.unload_model(name))
 
     def import_model(
         self,
@@ -151,24 +184,14 @@ class AdminClient:
         sha256: str | None = None,
     ) -> ImportProgress:
         """Import a path or http(s) URL through the daemon; returns the final `done` line."""
-        final: ImportProgress | None = None
-        text = str(path)
-        source = (
-            {"url": text}
-            if text.startswith(("http://", "https://"))
-            else {"path": str(Path(path).absolute())}
-        )
+        lines: list[ImportProgress] = []
         for line in self._stream_lines(
-            "/admin/models/import", {**source, "name": name, "sha256": sha256}
+            "/admin/models/import", calls.import_body(path, name, sha256)
         ):
-            final = ImportProgress.model_validate(line)
-            if final.status in ("copying", "downloading") and on_progress:
-                on_progress(final)
-        if final is None:
-            raise errors.ApplianceError("the daemon ended the import without a result")
-        if final.status == "error":
-            raise error_from_code(final.error_code, final.error or "import failed")
-        return final
+            lines.append(ImportProgress.model_validate(line))
+            if lines[-1].status in ("copying", "downloading") and on_progress:
+                on_progress(lines[-1])
+        return _final_import(lines[-1:])
 
     def _stream_lines(self, path: str, body: dict[str, Any]) -> Iterator[dict[str, Any]]:
         try:
@@ -179,71 +202,61 @@ class AdminClient:
                 for line in response.iter_lines():
                     if line.strip():
                         yield json.loads(line)
-        except (httpx.ConnectError, OSError) as exc:
+        except (*_TRANSPORT_ERRORS, httpx.TimeoutException) as exc:
             raise _unreachable(self.socket_path, exc) from None
 
     def model_stats(self, name: str) -> dict[str, Any]:
         """The engine's live counters for a loaded model (slots, queue, prefix-cache hits)."""
-        return dict(self._call("GET", f"/admin/models/{name}/stats"))
+        return self.run(calls.model_stats(name))
 
     def verify_models(self, name: str | None = None) -> list[VerifyResult]:
-        found = self._call("POST", "/admin/models/verify", json={"name": name})
-        return TypeAdapter(list[VerifyResult]).validate_python(found)
+        return self.run(calls.verify_models(name))
 
     def export_model(self, name: str, path: Path) -> Exported:
-        body = {"path": str(path.absolute())}
-        return Exported.model_validate(
-            self._call("POST", f"/admin/models/{name}/export", json=body)
-        )
+        return self.run(calls.export_model(name, path))
 
     def fit_model(self, name: str, context: int = 4096, parallel: int = 1) -> FitPlan:
-        params = {"context": context, "parallel": parallel}
-        return FitPlan.model_validate(self._call("GET", f"/admin/models/{name}/fit", params=params))
+        return self.run(calls.fit_model(name, context, parallel))
 
     def catalog(self, context: int = 4096, parallel: int = 1) -> list[CatalogVerdict]:
-        found = self._call(
-            "GET", "/admin/catalog", params={"context": context, "parallel": parallel}
-        )
-        return TypeAdapter(list[CatalogVerdict]).validate_python(found)
+        return self.run(calls.catalog(context, parallel))
 
     def media(self) -> list[RemovableMount]:
-        return TypeAdapter(list[RemovableMount]).validate_python(self._call("GET", "/admin/media"))
+        return self.run(calls.media())
 
     def media_files(self, path: Path) -> list[ImportableFile]:
-        found = self._call("GET", "/admin/media/files", params={"path": str(path)})
-        return TypeAdapter(list[ImportableFile]).validate_python(found)
+        return self.run(calls.media_files(path))
 
     def golden_prompt(self, model: str | None = None) -> GoldenAnswer:
-        body = {"model": model}
-        return GoldenAnswer.model_validate(self._call("POST", "/admin/golden-prompt", json=body))
+        return self.run(calls.golden_prompt(model))
 
     def keys(self) -> list[ApiKeyPublic]:
-        return TypeAdapter(list[ApiKeyPublic]).validate_python(self._call("GET", "/admin/keys"))
+        return self.run(calls.keys())
 
     def create_key(
         self, name: str | None, scope: str, reasoning_format: str | None = None
     ) -> KeyCreated:
-        body = {"name": name, "scope": scope, "reasoning_format": reasoning_format}
-        return KeyCreated.model_validate(self._call("POST", "/admin/keys", json=body))
+        return self.run(calls.create_key(name, scope, reasoning_format))
 
     def update_key(self, name_or_id: str, reasoning_format: str | None) -> ApiKeyPublic:
-        body = {"reasoning_format": reasoning_format}
-        return ApiKeyPublic.model_validate(
-            self._call("PATCH", f"/admin/keys/{name_or_id}", json=body)
-        )
+        return self.run(calls.update_key(name_or_id, reasoning_format))
 
     def set_chat_template(self, name: str, template: str | None) -> ModelInfo:
-        body = {"template": template}
-        return ModelInfo.model_validate(
-            self._call("PUT", f"/admin/models/{name}/template", json=body)
-        )
+        return self.run(calls.set_chat_template(name, template))
 
     def revoke_key(self, name_or_id: str) -> ApiKeyPublic:
-        return ApiKeyPublic.model_validate(self._call("DELETE", f"/admin/keys/{name_or_id}"))
+        return self.run(calls.revoke_key(name_or_id))
+
+    def logs(self, after: int = 0, level: str = "INFO", limit: int = 500) -> list[LogLine]:
+        return self.run(calls.logs(after, level, limit))
+
+    def hook_runs(self) -> list[HookRunInfo]:
+        return self.run(calls.hook_runs())
 
 
 class AsyncAdminClient:
-    """Non-blocking client, for the TUI's workers."""
+    """Non-blocking client, for the console's workers. Runs the same `calls` as AdminClient;
+    call `run(calls.x(...))`, or the streaming helpers for imports and chat."""
 
     def __init__(
         self, socket_path: Path, transport: httpx.AsyncBaseTransport | None = None
@@ -258,24 +271,52 @@ class AsyncAdminClient:
     async def aclose(self) -> None:
         await self._http.aclose()
 
-    async def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+    async def run(self, call: Call[T]) -> T:
         try:
-            response = await self._http.request(method, path, **kwargs)
-        except (httpx.ConnectError, httpx.RemoteProtocolError, OSError) as exc:
+            response = await self._http.request(call.method, call.path, **_request_args(call))
+        except (*_TRANSPORT_ERRORS, httpx.TimeoutException) as exc:
             raise _unreachable(self.socket_path, exc) from None
         _raise_for(response)
-        return response.json()
+        return call.parse(response.json())
 
-    async def status(self) -> DaemonStatus:
-        return DaemonStatus.model_validate(await self._call("GET", "/admin/status"))
-
-    async def devices(self) -> list[Accelerator]:
-        return TypeAdapter(list[Accelerator]).validate_python(
-            await self._call("GET", "/admin/devices")
-        )
+    async def status(self, timeout_s: float | None = None) -> DaemonStatus:
+        return await self.run(calls.status(timeout_s))
 
     async def device_telemetry(self, history: bool = False) -> DeviceTelemetry:
-        params = {"history": "true"} if history else {}
-        return DeviceTelemetry.model_validate(
-            await self._call("GET", "/admin/devices/telemetry", params=params)
-        )
+        return await self.run(calls.device_telemetry(history))
+
+    async def _lines(self, path: str, body: dict[str, Any]) -> AsyncIterator[str]:
+        try:
+            async with self._http.stream("POST", path, json=body) as response:
+                if not response.is_success:
+                    await response.aread()
+                    _raise_for(response)
+                async for line in response.aiter_lines():
+                    if line.strip():
+                        yield line
+        except (*_TRANSPORT_ERRORS, httpx.TimeoutException) as exc:
+            raise _unreachable(self.socket_path, exc) from None
+
+    async def import_model(
+        self, source: Path | str, name: str | None = None, sha256: str | None = None
+    ) -> AsyncIterator[ImportProgress]:
+        """Progress lines, then the `done` line; an `error` line is raised as its error."""
+        async for line in self._lines(
+            "/admin/models/import", calls.import_body(source, name, sha256)
+        ):
+            progress = ImportProgress.model_validate_json(line)
+            if progress.status == "error":
+                _final_import([progress])
+            yield progress
+
+    async def chat(
+        self, model: str, messages: list[dict[str, str]], max_tokens: int | None = None
+    ) -> AsyncIterator[ChatEvent]:
+        """Stream a chat answer from the daemon's `/v1` on this socket (no API key needed)."""
+        async for line in self._lines("/v1/chat/completions", chat_body(model, messages,
+                                                                        max_tokens)):  # fmt: skip
+            event = parse_sse_line(line)
+            if isinstance(event, dict):
+                raise error_from_code(event.get("code"), str(event.get("message")))
+            if event is not None:
+                yield event

@@ -116,7 +116,11 @@ class DeviceManager:
             after = {_key(d): d for _, devs in found for d in devs}
             self.cache.keep_only({d.id for d in after.values()})
         events = _diff(before, after)
-        log.info("devices: %s", ", ".join(f"{d.id} ({d.name})" for d in after.values()) or "none")
+        # A journal shows changes, not heartbeats: the periodic rescan logs only what changed.
+        level = logging.INFO if events or not before else logging.DEBUG
+        log.log(
+            level, "devices: %s", ", ".join(f"{d.id} ({d.name})" for d in after.values()) or "none"
+        )
         for event in events:
             self._emit(event)
         return events

@@ -19,6 +19,7 @@ from appliance.config import Config
 from appliance.records import RuntimeReport
 from appliance.runtime import cpu_choice, installed_build
 from appliance.runtime.builds import DEFAULT_ROOT
+from appliance.runtime.probe import SelfTestAborted
 
 # Runs in the child. Prints one JSON object. Each part is guarded on its own so that a broken
 # onnxruntime still leaves the llama.cpp answer, and the reverse.
@@ -97,7 +98,10 @@ def probe_runtimes(
             "GGUF models cannot run; run `make setup` or reinstall the package"
         ]
     else:
-        choice = cpu_choice(config, build)
+        try:
+            choice = cpu_choice(config, build)
+        except SelfTestAborted:
+            return RuntimeReport(notes=["the CPU variant self-test was stopped (shutting down)"])
         notes = [] if choice.variant else [choice.reason]
         base = {
             "llama_cpp_runtime": build.kind,

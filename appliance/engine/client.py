@@ -16,14 +16,18 @@ import signal
 import sys
 from collections.abc import AsyncIterator, Callable
 
+import msgspec
+
 from appliance.engine.messages import (
     HEADER_SIZE,
+    MAX_FRAME_BYTES,
     Cancel,
     Delta,
     Done,
     Embed,
     Embeddings,
     Failed,
+    FrameTooLarge,
     Load,
     LoadFailed,
     LoadProgress,
@@ -38,7 +42,7 @@ from appliance.engine.messages import (
     frame_length,
     from_worker_decoder,
 )
-from appliance.errors import EngineDead, EngineError, UsageError
+from appliance.errors import EngineDead, EngineError, RequestTooLarge, UsageError
 
 log = logging.getLogger("appliance.engine")
 
@@ -48,9 +52,17 @@ _ids = itertools.count(1)
 class WorkerProcess:
     """One worker process serving one model."""
 
-    def __init__(self, model_name: str, on_progress: Callable[[float], None] | None = None) -> None:
+    def __init__(
+        self,
+        model_name: str,
+        on_progress: Callable[[float], None] | None = None,
+        *,
+        send_timeout_s: float = 120.0,
+    ) -> None:
         self.model_name = model_name
         self.on_progress = on_progress
+        self.send_timeout_s = send_timeout_s
+        """A worker that takes no bytes for this long is stuck: the send fails, not waits."""
         self.process: asyncio.subprocess.Process | None = None
         self.ready: Ready | None = None
         self._streams: dict[str, asyncio.Queue[Delta | Done | Failed]] = {}
@@ -101,11 +113,18 @@ class WorkerProcess:
     async def _send(self, message: ToWorker) -> None:
         if not self.alive or self.process is None or self.process.stdin is None:
             raise EngineDead(self._dead_message())
+        frame = _encode(message)
         try:
-            self.process.stdin.write(encode_frame(message))
-            await self.process.stdin.drain()
+            self.process.stdin.write(frame)
+            # Bounded: a worker that stopped reading must not stall the heartbeat behind it.
+            await asyncio.wait_for(self.process.stdin.drain(), self.send_timeout_s)
         except (BrokenPipeError, ConnectionResetError):
             raise EngineDead(self._dead_message()) from None
+        except TimeoutError:
+            raise EngineError(
+                f"the worker for {self.model_name!r} took no input for "
+                f"{self.send_timeout_s:.0f} s; it is checked and restarted if hung"
+            ) from None
 
     def _dead_message(self) -> str:
         reason = self.exit_reason or "it is not running"
@@ -117,6 +136,7 @@ class WorkerProcess:
         try:
             while True:
                 header = await stdout.readexactly(HEADER_SIZE)
+                # Over the limit (the worker refuses to write one): the stream is corrupt.
                 payload = await stdout.readexactly(frame_length(header))
                 self._dispatch(from_worker_decoder.decode(payload))
         except asyncio.IncompleteReadError:
@@ -157,12 +177,15 @@ class WorkerProcess:
         if future is not None and not future.done():
             future.set_result(message)
 
-    async def _request(self, key: object, message: ToWorker, timeout_s: float) -> object:
+    async def _request(self, key: object, message: ToWorker, timeout_s: float | None) -> object:
+        """Send and wait for the reply; `timeout_s` bounds both (TimeoutError; None: no bound
+        but the send's own and the worker's life)."""
         future: asyncio.Future[object] = asyncio.get_running_loop().create_future()
         self._replies[key] = future
         try:
-            await self._send(message)
-            return await asyncio.wait_for(future, timeout_s)
+            async with asyncio.timeout(timeout_s):
+                await self._send(message)
+                return await future
         finally:
             self._replies.pop(key, None)
 
@@ -175,7 +198,7 @@ class WorkerProcess:
             return False
         return True
 
-    async def stats(self, timeout_s: float = 5.0) -> Stats:
+    async def stats(self, timeout_s: float = 15.0) -> Stats:
         nonce = next(_ids)
         try:
             reply = await self._request(("nonce", nonce), StatsRequest(nonce), timeout_s)
@@ -184,11 +207,24 @@ class WorkerProcess:
         assert isinstance(reply, Stats)
         return reply
 
-    async def embed(self, inputs: list[str], normalize: bool, timeout_s: float) -> Embeddings:
+    async def embed(
+        self, inputs: list[str], normalize: bool, timeout_s: float | None
+    ) -> Embeddings:
         request_id = new_request_id()
-        reply = await self._request(request_id, Embed(request_id, inputs, normalize), timeout_s)
+        answered = False
+        try:
+            reply = await self._request(request_id, Embed(request_id, inputs, normalize), timeout_s)
+            answered = True
+        except TimeoutError:
+            raise EngineError(
+                f"the embeddings took longer than {timeout_s} s; send fewer or shorter texts"
+            ) from None
+        finally:
+            if not answered and self.alive:  # timed out or the client left: stop the work
+                with contextlib.suppress(EngineError, UsageError):
+                    await self._send(Cancel(request_id))
         if isinstance(reply, Failed):
-            raise EngineError(reply.error)
+            raise _error_for(reply)
         assert isinstance(reply, Embeddings)
         return reply
 
@@ -255,6 +291,22 @@ def _error_for(failed: Failed) -> EngineError | UsageError:
         error = EngineError(failed.error)
     error.code = failed.code
     return error
+
+
+def _encode(message: ToWorker) -> bytes:
+    """The frame for a message, or a UsageError saying why the request cannot be sent."""
+    try:
+        return encode_frame(message)
+    except FrameTooLarge as error:
+        raise RequestTooLarge(
+            f"the request is {error.length:,} bytes once encoded for the engine, more than its "
+            f"limit of {MAX_FRAME_BYTES:,}; send a shorter prompt, schema or input"
+        ) from None
+    except (UnicodeEncodeError, msgspec.EncodeError) as error:
+        # JSON may carry lone surrogates (\ud800) that no UTF-8 text can hold.
+        raise UsageError(
+            f"the request holds text that is not valid Unicode ({error}); send UTF-8 text"
+        ) from None
 
 
 def new_request_id() -> str:

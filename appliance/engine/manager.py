@@ -20,7 +20,14 @@ from dataclasses import dataclass, field
 from appliance.config import Config
 from appliance.engine.client import WorkerProcess
 from appliance.engine.messages import Delta, Done, Embeddings, Load, Stats, Submit
-from appliance.errors import ApplianceError, EngineDead, EngineError, ModelLoading, Overloaded
+from appliance.errors import (
+    ApplianceError,
+    EngineDead,
+    EngineError,
+    ModelLoading,
+    NoRoom,
+    Overloaded,
+)
 from appliance.records import LoadedModel, ModelInfo, ModelPlacement, ModelState
 
 log = logging.getLogger("appliance.engine")
@@ -50,6 +57,15 @@ class _Model:
     crashes: list[float] = field(default_factory=list)
     last_heartbeat: float = field(default_factory=time.monotonic)
     """When the worker last answered a ping (or became ready); the systemd watchdog reads it."""
+    reserved: bool = False
+    """Passed the max_loaded check and is loading: it holds a place like a loaded model."""
+    room_error: NoRoom | None = None
+    """Why the last load did not start (no room), told to requests as a 503."""
+
+    @property
+    def holds_room(self) -> bool:
+        loading = self.reserved and self.loading is not None and not self.loading.done()
+        return self.worker is not None or loading
 
     @property
     def ready(self) -> bool:
@@ -72,6 +88,8 @@ class EngineManager:
         self._models: dict[str, _Model] = {}
         self._background: set[asyncio.Task[object]] = set()
         self._housekeeping: asyncio.Task[None] | None = None
+        self._room = asyncio.Lock()
+        """Held while a load checks max_loaded and takes its place."""
 
     # --- state for the API and the TUI ---------------------------------------------------
 
@@ -118,13 +136,15 @@ class EngineManager:
         model.record.state = ModelState.LOADING
         model.record.error = ""
         model.record.load_progress = 0.0
+        model.room_error = None
         model.loading = asyncio.create_task(self._load(model), name=f"load-{info.name}")
         return model.loading
 
     async def load(self, info: ModelInfo, *, explicit: bool = False) -> LoadedModel:
         """Load and wait; an explicit (administrator's) load may evict pinned models."""
         if info.name not in self._models or not self._models[info.name].ready:
-            await self._make_room(info.name, evict_pinned=explicit)
+            async with self._room:
+                await self._make_room(info.name, evict_pinned=explicit)
         await asyncio.shield(self.start_loading(info, pinned=explicit))
         return self._ready_model(info.name).record.model_copy()
 
@@ -134,7 +154,24 @@ class EngineManager:
         )
 
     async def _load(self, model: _Model) -> None:
-        await self._make_room(model.info.name, evict_pinned=False)
+        """Load a model; any failure leaves it `failed` with the reason, never `loading`."""
+        try:
+            await self._load_worker(model)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            if not isinstance(error, ApplianceError):
+                log.exception("loading %s failed", model.info.name)
+            message = error.message if isinstance(error, ApplianceError) else str(error)
+            self._fail_load(model, message or type(error).__name__)
+            model.room_error = error if isinstance(error, NoRoom) else None
+
+    async def _load_worker(self, model: _Model) -> None:
+        # Checked and reserved in one step: this model counts as loaded from here on, so
+        # concurrent loads of other models see it and max_loaded holds.
+        async with self._room:
+            await self._make_room(model.info.name, evict_pinned=False)
+            model.reserved = True
         try:
             placement = await self.placer(model.info)
         except ApplianceError as error:
@@ -148,7 +185,11 @@ class EngineManager:
         model.record.backend = placement.backend
         model.record.placement = placement.reason
         model.record.cpu_variant = placement.cpu_variant
-        worker = WorkerProcess(model.info.name, on_progress=self._progress_setter(model))
+        worker = WorkerProcess(
+            model.info.name,
+            on_progress=self._progress_setter(model),
+            send_timeout_s=self.config.engine.hang_timeout_s,
+        )
         started = time.monotonic()
         log.info(
             "loading %s on %s/%s (%s GPU layers, %s threads, %s slots x %s tokens, CPU variant "
@@ -166,6 +207,7 @@ class EngineManager:
             batch_tokens=self.config.engine.batch_tokens,
             runtime_dir=placement.runtime_dir,
             backend_libs=placement.backend_libs,
+            oom_score_adj=self.config.engine.worker_oom_score_adj,
         )
         try:
             ready = await worker.start(
@@ -196,6 +238,7 @@ class EngineManager:
     @staticmethod
     def _fail_load(model: _Model, message: str) -> None:
         log.error("%s", message)
+        model.reserved = False
         model.record.state = ModelState.FAILED
         model.record.error = message
         model.record.load_progress = None
@@ -208,13 +251,28 @@ class EngineManager:
         return set_progress
 
     async def _make_room(self, name: str, *, evict_pinned: bool) -> None:
-        others = [m for n, m in self._models.items() if n != name and m.worker is not None]
+        """Unload models until `name` fits under max_loaded; NoRoom when none may go.
+
+        Callers hold `self._room`, so two loads cannot both see the last free place.
+        """
+        others = [m for n, m in self._models.items() if n != name and m.holds_room]
         while len(others) >= self.config.engine.max_loaded:
-            idle = [m for m in others if m.in_flight == 0 and (evict_pinned or not m.record.pinned)]
+            idle = [
+                m
+                for m in others
+                if m.worker is not None
+                and m.in_flight == 0
+                and (evict_pinned or not m.record.pinned)
+            ]
             if not idle:
-                raise EngineError(
-                    f"cannot load {name!r}: the {len(others)} loaded model(s) are pinned or "
-                    "busy; raise engine.max_loaded or unload one (`appliance models unload`)"
+                loading = sum(m.worker is None for m in others)
+                held = f"{len(others)} model(s) are loaded (pinned or busy)" + (
+                    f" or loading ({loading})" if loading else ""
+                )
+                raise NoRoom(
+                    f"cannot load {name!r} now: engine.max_loaded is "
+                    f"{self.config.engine.max_loaded} and {held}; retry shortly, raise "
+                    "engine.max_loaded or unload one (`appliance models unload`)"
                 )
             victim = min(idle, key=lambda m: m.last_used)
             log.info("unloading %s to make room for %s", victim.info.name, name)
@@ -230,6 +288,12 @@ class EngineManager:
 
     # --- serving ----------------------------------------------------------------------------
 
+    def _ready_or_raise(self, name: str) -> _Model:
+        model = self._models.get(name)
+        if model is not None and not model.ready and model.room_error is not None:
+            raise model.room_error  # 503 with Retry-After: nothing is wrong with the model
+        return self._ready_model(name)
+
     async def ensure_ready(self, info: ModelInfo, wait: bool = True) -> WorkerProcess:
         model = self._models.get(info.name)
         if model is None or not model.ready:
@@ -243,7 +307,7 @@ class EngineManager:
                 if model is None or model.loading in (None, task) or model.loading.done():
                     break
                 task = model.loading
-        model = self._ready_model(info.name)
+        model = self._ready_or_raise(info.name)
         model.last_used = time.monotonic()
         assert model.worker is not None
         return model.worker
@@ -279,9 +343,9 @@ class EngineManager:
         model = self._models[info.name]
         model.in_flight += 1
         try:
-            return await worker.embed(
-                inputs, normalize, timeout_s=self.config.engine.hang_timeout_s
-            )
+            # No deadline of its own: the work is bounded by limits.max_embedding_inputs and the
+            # context, it runs between decode steps, and a hung worker fails the heartbeat.
+            return await worker.embed(inputs, normalize, timeout_s=None)
         finally:
             model.in_flight -= 1
             model.last_used = time.monotonic()
@@ -310,6 +374,7 @@ class EngineManager:
         reason = worker.exit_reason or f"exit code {worker.process.returncode}"
         log.error("worker for %s (pid %s) died: %s", model.info.name, worker.pid, reason)
         model.worker = None
+        model.reserved = False  # a restart checks max_loaded again
         model.record.state = ModelState.FAILED
         model.record.pid = None
         self._schedule_restart(model, reason)

@@ -25,11 +25,12 @@ class Load(msgspec.Struct, tag="load"):
     them from the fit planner (at least 1)."""
     batch_tokens: int = 512
     """Most tokens in one decode step: caps prompt chunks so long prompts do not stall others."""
-    embeddings: bool = False
     runtime_dir: str = ""
     """The llama.cpp build's library folder (appliance.runtime); the worker loads nothing else."""
     backend_libs: list[str] = msgspec.field(default_factory=list)
     """ggml backends to register, in order: the self-tested CPU variant, then the accelerator's."""
+    oom_score_adj: int | None = None
+    """Raise the worker's `oom_score_adj` to this before loading, so it is killed first."""
 
 
 class Submit(msgspec.Struct, tag="submit"):
@@ -164,21 +165,34 @@ FromWorker = LoadProgress | Ready | LoadFailed | Delta | Done | Failed | Embeddi
 
 _HEADER = struct.Struct(">I")
 MAX_FRAME_BYTES = 64 * 1024 * 1024
+"""Both sides refuse to write a larger frame and skip a larger one they are sent."""
+_SKIP_CHUNK = 1024 * 1024
 
 _encoder = msgspec.msgpack.Encoder()
 to_worker_decoder = msgspec.msgpack.Decoder(ToWorker)
 from_worker_decoder = msgspec.msgpack.Decoder(FromWorker)
 
 
+class FrameTooLarge(ValueError):
+    """A frame over MAX_FRAME_BYTES: refused when writing, skipped (in bounded reads) when read."""
+
+    def __init__(self, length: int) -> None:
+        super().__init__(f"IPC frame of {length:,} bytes exceeds the {MAX_FRAME_BYTES:,} limit")
+        self.length = length
+
+
 def encode_frame(message: ToWorker | FromWorker) -> bytes:
+    """Header and payload; raises FrameTooLarge (nothing is written) when over the limit."""
     payload = _encoder.encode(message)
+    if len(payload) > MAX_FRAME_BYTES:
+        raise FrameTooLarge(len(payload))
     return _HEADER.pack(len(payload)) + payload
 
 
 def frame_length(header: bytes) -> int:
     (length,) = _HEADER.unpack(header)
     if length > MAX_FRAME_BYTES:
-        raise ValueError(f"IPC frame of {length} bytes exceeds the {MAX_FRAME_BYTES} limit")
+        raise FrameTooLarge(length)
     return length
 
 
@@ -186,10 +200,22 @@ HEADER_SIZE = _HEADER.size
 
 
 def read_frame_sync(stream: BinaryIO) -> bytes | None:
-    """Read one frame's payload from a blocking stream; None at end of stream."""
+    """Read one frame's payload from a blocking stream; None at end of stream.
+
+    A frame over the limit is read past in 1 MiB pieces (so the next frame is found and memory
+    stays bounded), then reported as FrameTooLarge.
+    """
     header = stream.read(HEADER_SIZE)
     if len(header) < HEADER_SIZE:
         return None
-    length = frame_length(header)
+    (length,) = _HEADER.unpack(header)
+    if length > MAX_FRAME_BYTES:
+        left = length
+        while left > 0:
+            skipped = stream.read(min(left, _SKIP_CHUNK))
+            if not skipped:
+                return None
+            left -= len(skipped)
+        raise FrameTooLarge(length)
     payload = stream.read(length)
     return payload if len(payload) == length else None

@@ -9,7 +9,9 @@ same URL again (or the next retry) asks for the rest with `Range: bytes=N-`, gua
 dropped connection is retried with backoff; the count of failures in a row is bounded, and any
 progress resets it, so a flaky link still finishes a 400 GB model while a dead one fails fast.
 The whole file is hashed while it arrives; a digest that does not match the one given (or the
-catalog's) deletes the partial, because resuming a wrong file can never make it right.
+catalog's) deletes the partial, because resuming a wrong file can never make it right. Free room
+is checked before the transfer when the server sends a size, and every 64 MiB while it arrives
+when it does not; running out deletes the partial (retrying cannot help).
 """
 
 from __future__ import annotations
@@ -26,7 +28,13 @@ from urllib.parse import unquote, urlsplit
 
 import httpx
 
-from appliance.errors import ApplianceError, ModelFormatError, NotFound, UsageError
+from appliance.errors import (
+    ApplianceError,
+    ModelFormatError,
+    NotFound,
+    StorageError,
+    UsageError,
+)
 from appliance.store import blobs
 from appliance.store.blobs import Progress
 
@@ -39,6 +47,8 @@ MAX_FAILURES_IN_A_ROW = 5
 BACKOFF_S = 1.0
 BACKOFF_CAP_S = 30.0
 TIMEOUT = httpx.Timeout(30.0, read=120.0)
+ROOM_CHECK_BYTES = 64 * 1024 * 1024
+"""A download of unknown size checks for this much free room (plus the margin) each time."""
 
 
 class DownloadError(ApplianceError):
@@ -138,6 +148,8 @@ def _attempt(
         total = have + length if length else 0
         if room is not None and total:
             room(total - have)
+        # Without a size, room is checked as the bytes arrive: each step must fit in turn.
+        next_check = 0 if room is not None and not total else None
         sidecar.write_text(json.dumps({
             "url": url, "etag": response.headers.get("etag"),
             "last_modified": response.headers.get("last-modified"), "total": total,
@@ -149,6 +161,9 @@ def _attempt(
             done = have
             # Without a chunk size httpx yields bytes as they arrive, so a drop keeps them all.
             for chunk in response.iter_bytes():
+                if next_check is not None and done + len(chunk) > next_check:
+                    room(ROOM_CHECK_BYTES)
+                    next_check = done + ROOM_CHECK_BYTES
                 out.write(chunk)
                 digest.update(chunk)
                 done += len(chunk)
@@ -182,10 +197,18 @@ def import_url(
     known = find_by_url(url)
     expected = (sha256 or (known.file.sha256 if known else None) or "").lower() or None
     dest, sidecar = partial_paths(store.models_dir, url)
-    digest, size = download(
-        url, dest, progress=progress, client=client, backoff_s=backoff_s,
-        max_failures=max_failures, room=lambda n: store.check_room(url, n),
-    )  # fmt: skip
+    try:
+        digest, size = download(
+            url, dest, progress=progress, client=client, backoff_s=backoff_s,
+            max_failures=max_failures, room=lambda n: store.check_room(url, n),
+        )  # fmt: skip
+    except StorageError:
+        _discard(dest, sidecar)  # a disk too small stays too small: keep nothing
+        raise
+    except OSError as exc:  # the disk filled up (or failed) under the transfer
+        written = dest.stat().st_size if dest.exists() else 0
+        _discard(dest, sidecar)
+        raise store._storage_error(exc, url, written) from None
     try:
         if expected and digest != expected:
             raise ModelFormatError(

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import tarfile
 from pathlib import Path
 
 from appliance.errors import ApplianceError, NotFound
@@ -20,6 +19,8 @@ from appliance.store.gguf_meta import check_gguf_header
 MAX_DEPTH = 4
 MAX_ENTRIES = 20_000
 """Stop walking a medium after this many entries: a backup disk is not a model stick."""
+MAX_MANIFEST_BYTES = 1024 * 1024
+_TAR_BLOCK = 512
 
 
 def removable_mounts(
@@ -92,18 +93,50 @@ def _classify(path: Path) -> ImportableFile | None:
         detail = "first part of a split model" if part else ("a later split part" if split else "")
         return ImportableFile(path=str(path), kind="gguf", size_bytes=size, detail=detail)
     if path.suffix.lower() == ".tar":
-        try:
-            with tarfile.open(path, "r|") as tar:
-                first = tar.next()
-                if first is None or first.name != "manifest.json" or first.size > 1024 * 1024:
-                    return None
-                handle = tar.extractfile(first)
-                manifest = json.loads(handle.read()) if handle else {}
-        except (tarfile.TarError, OSError, ValueError):
+        manifest = bundle_manifest(path)
+        if manifest is None:
             return None
+        name = manifest.get("name")
+        shown = name[:64] if isinstance(name, str) else "?"
         return ImportableFile(path=str(path), kind="bundle", size_bytes=size,
-                              detail=f"bundle of {manifest.get('name', '?')}")  # fmt: skip
+                              detail=f"bundle of {shown}")  # fmt: skip
     return None
+
+
+def bundle_manifest(path: Path) -> dict[str, object] | None:
+    """The manifest leading a bundle, read from its first 512-byte tar header; None otherwise.
+
+    Parsed by hand, not with `tarfile`: the stick is anyone's, and tarfile reads whatever a
+    pax or GNU long-name header claims into memory (a header can claim gigabytes). Bundles
+    start with a plain ustar header for `manifest.json` (bundle.py writes it so); anything
+    else is not a bundle. At most 512 + MAX_MANIFEST_BYTES bytes are read.
+    """
+    try:
+        with path.open("rb") as handle:
+            header = handle.read(_TAR_BLOCK)
+            if len(header) != _TAR_BLOCK or header[257:262] != b"ustar":
+                return None
+            name = header[0:100].split(b"\0", 1)[0]
+            prefix = header[345:500].split(b"\0", 1)[0]
+            if name != b"manifest.json" or prefix or header[156:157] not in (b"0", b"\0"):
+                return None
+            checksum, size = _octal(header[148:156]), _octal(header[124:136])
+            blank = header[:148] + b" " * 8 + header[156:]
+            if checksum != sum(blank) or size is None or size > MAX_MANIFEST_BYTES:
+                return None
+            data = handle.read(size)
+        manifest = json.loads(data) if len(data) == size else None
+    except (OSError, ValueError, RecursionError):
+        return None
+    return manifest if isinstance(manifest, dict) else None
+
+
+def _octal(field: bytes) -> int | None:
+    text = field.split(b"\0", 1)[0].strip()
+    try:
+        return int(text, 8) if text else None
+    except ValueError:
+        return None
 
 
 def _removable_block_names(sys_block: Path) -> set[str]:

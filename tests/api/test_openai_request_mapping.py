@@ -87,10 +87,7 @@ def test_reasoning_format_falls_back_to_the_configured_default() -> None:
     [
         ({"logit_bias": {"15": 101}}, "logit_bias"),
         ({"logit_bias": {"hello": 1}}, "logit_bias"),
-        ({"n": 9}, "n"),
         ({"n": 0}, "n"),
-        ({"top_logprobs": 21}, "top_logprobs"),
-        ({"stop": ["a", "b", "c", "d", "e"]}, "stop"),
         ({"top_k": -1}, "top_k"),
         ({"min_p": 1.5}, "min_p"),
         ({"presence_penalty": 3}, "presence_penalty"),

@@ -171,3 +171,21 @@ def test_sequence_of_samples_is_kept_in_order() -> None:
 
     stamps: Sequence[Telemetry] = manager.history("nvidia0")["nvidia0"]
     assert stamps[0].timestamp <= stamps[1].timestamp
+
+
+def test_a_gpu_box_with_the_cpu_runtime_is_told_which_runtime_it_needs() -> None:
+    driver = ScriptedDriver()
+    driver.found = [gpu(0, "0000:06:00.0")]
+    cpu_build = RuntimeReport(llama_cpp_runtime="cpu", llama_cpp_backends=["CPU"])
+    manager = DeviceManager([driver], runtime_probe=lambda: cpu_build)
+    manager.refresh()
+
+    needed = manager.runtimes().needed_runtime
+
+    assert needed is not None
+    assert "1 usable NVIDIA GPU(s) but the cpu build of llama.cpp is installed" in needed
+    assert "ai-appliance-runtime-cuda" in needed
+    cuda_build = RuntimeReport(llama_cpp_runtime="cuda", llama_cpp_backends=["CPU", "CUDA"])
+    with_cuda = DeviceManager([driver], runtime_probe=lambda: cuda_build)
+    with_cuda.refresh()
+    assert with_cuda.runtimes().needed_runtime is None

@@ -30,7 +30,8 @@ def forced(
         "APPLIANCE_ENGINE__CONTEXT_LENGTH": "1024",
     }
     run_cli(home, "models", "import", str(embedded_model), "--name", "smollm2", **env)
-    daemon = start_daemon(home, **env)
+    # It self-tests four variants before the first load: allow for a busy machine.
+    daemon = start_daemon(home, ready_timeout_s=400, **env)
     yield daemon, lacking
     stop_daemon(daemon)
 

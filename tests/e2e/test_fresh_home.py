@@ -52,7 +52,7 @@ def test_fresh_home_gets_a_key_but_is_not_ready_without_a_model(empty_daemon: Da
 
 
 def test_boot_hooks_run_with_the_device_list(empty_daemon: Daemon) -> None:
-    for _ in range(100):  # boot hooks run in the background after the listeners are up
+    for _ in range(600):  # boot hooks run in the background after the listeners are up
         if (empty_daemon.home / "hooks.d" / "boot.seen").exists():
             break
         time.sleep(0.05)

@@ -79,3 +79,10 @@ def test_status_command_reports_the_daemon_as_json(daemon: Daemon) -> None:
     result = run_cli(daemon.home, "status", "--json")
     status = json.loads(result.stdout)
     assert status["models_loaded"][0]["state"] == "ready"
+
+
+def test_the_log_says_each_start_line_once(daemon: Daemon) -> None:
+    """A journal shows changes, not echoes: two listeners, one 'Started server process'."""
+    log = daemon.log()
+    assert log.count("Started server process") == 1
+    assert log.count("INFO appliance.devices: devices: ") == 1

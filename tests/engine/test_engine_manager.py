@@ -12,7 +12,7 @@ import pytest
 from appliance.config import Config
 from appliance.engine.manager import EngineManager
 from appliance.engine.messages import Done, Submit
-from appliance.errors import EngineDead, EngineError, Overloaded
+from appliance.errors import EngineDead, EngineError, NoRoom, Overloaded
 from appliance.records import ModelState
 from helpers.engine import PROMPT, model_info
 from helpers.runtime import cpu_placer
@@ -145,5 +145,64 @@ async def test_a_lost_device_stops_its_worker_and_ends_its_streams(embedded_mode
         state = manager.state_of("smollm2")
         assert (state.state, state.pid) == (ModelState.FAILED, None)
         assert "device cpu0 was lost" in state.error
+    finally:
+        await manager.shutdown()
+
+
+async def test_concurrent_loads_of_different_models_respect_max_loaded(
+    embedded_model: Path,
+) -> None:
+    manager = manager_with(max_loaded=1)
+    names = ["a", "b", "c"]
+    try:
+        results = await asyncio.gather(
+            *(manager.ensure_ready(model_info(embedded_model, n)) for n in names),
+            return_exceptions=True,
+        )
+        served = [n for n, r in zip(names, results, strict=True) if not isinstance(r, Exception)]
+        refused = [r for r in results if isinstance(r, Exception)]
+        # One load won the only place; the others were told why, as a 503 to retry.
+        assert len(served) == 1
+        assert all(isinstance(e, NoRoom) and e.http_status == 503 for e in refused), refused
+        assert "engine.max_loaded is 1" in refused[0].message
+        alive = [m for m in manager.loaded() if m.pid is not None]
+        assert [m.name for m in alive] == served
+        # Nobody is left "loading" forever: the refused ones say so in their state.
+        states = {m.name: m.state for m in manager.loaded()}
+        assert set(states.values()) <= {ModelState.READY, ModelState.FAILED}
+        # With the first one idle, the next request for another model replaces it.
+        other = next(n for n in names if n not in served)
+        await manager.ensure_ready(model_info(embedded_model, other))
+        assert [m.name for m in manager.loaded() if m.state == ModelState.READY] == [other]
+    finally:
+        await manager.shutdown()
+
+
+async def test_an_explicit_load_with_no_room_is_refused_with_503_not_500(
+    embedded_model: Path,
+) -> None:
+    manager = manager_with(max_loaded=1)
+    try:
+        await manager.load(model_info(embedded_model, "pinned"), explicit=True)
+        info = model_info(embedded_model, "busy")
+        stream = manager.generate(model_info(embedded_model, "pinned"), Submit("r", PROMPT, 50))
+        await anext(stream)  # the pinned model is busy now: an explicit load cannot evict it
+        with pytest.raises(NoRoom):
+            await manager.load(info, explicit=True)
+        await stream.aclose()
+    finally:
+        await manager.shutdown()
+
+
+async def test_out_of_memory_the_kernel_picks_a_worker_before_the_daemon(
+    embedded_model: Path,
+) -> None:
+    manager = manager_with()
+    try:
+        worker = await manager.ensure_ready(model_info(embedded_model))
+        worker_score = int(Path(f"/proc/{worker.pid}/oom_score_adj").read_text())
+        own_score = int(Path("/proc/self/oom_score_adj").read_text())
+        assert worker_score == manager.config.engine.worker_oom_score_adj == 500
+        assert worker_score > own_score
     finally:
         await manager.shutdown()

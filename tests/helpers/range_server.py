@@ -4,6 +4,8 @@ Test helper only; standard library. `RangeServer(folder)` serves `folder` on a f
 port in a thread. `drop_after[name] = [n, ...]`: the next transfers of `name` send n bytes of
 the body (after announcing the full length) and close the connection, as a failing switch or a
 rebooting file server does. Every request's Range header is recorded in `ranges`.
+`sized=False` sends no Content-Length (the body ends when the connection closes), as some
+servers and proxies do for generated or compressed content.
 """
 
 from __future__ import annotations
@@ -14,9 +16,10 @@ from pathlib import Path
 
 
 class RangeServer:
-    def __init__(self, folder: Path, *, ranges: bool = True) -> None:
+    def __init__(self, folder: Path, *, ranges: bool = True, sized: bool = True) -> None:
         self.folder = folder
         self.support_ranges = ranges
+        self.sized = sized
         self.drop_after: dict[str, list[int]] = {}
         self.ranges: list[str | None] = []
         self.fail_status: list[int] = []
@@ -54,7 +57,10 @@ class RangeServer:
                 else:
                     self.send_response(200)
                 body = data[start:]
-                self.send_header("Content-Length", str(len(body)))
+                if server.sized:
+                    self.send_header("Content-Length", str(len(body)))
+                else:
+                    self.close_connection = True
                 self.send_header("ETag", etag)
                 self.send_header("Accept-Ranges", "bytes" if server.support_ranges else "none")
                 self.end_headers()

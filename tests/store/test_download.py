@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from appliance.errors import ModelFormatError, NotFound, UsageError
+from appliance.errors import ModelFormatError, NotFound, StorageError, UsageError
 from appliance.store import ModelStore
 from appliance.store.download import DownloadError, import_url, partial_paths
 from helpers.range_server import RangeServer
@@ -147,3 +148,43 @@ def test_only_http_urls_are_accepted(store):
 def test_an_unreachable_server_gives_up_with_a_clear_error(store):
     with pytest.raises(DownloadError, match="gave up"):
         import_url(store, "http://127.0.0.1:9/model.gguf", backoff_s=0, max_failures=2)
+
+
+def test_a_server_that_sends_no_size_still_imports_and_leaves_nothing_behind(tmp_path, store):
+    folder = tmp_path / "www"
+    folder.mkdir()
+    model = write_tiny_model(folder / "tiny.gguf", "llama")
+    with RangeServer(folder, sized=False) as server:
+        result = import_url(store, server.url(model.name), "tiny")
+    assert result.model.size_bytes == model.stat().st_size
+    assert leftovers(store) == []
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 96 MiB tmpfs: less than one room check (64 MiB) plus the store's 64 MiB margin."""
+    disk = tmp_path / "small"
+    disk.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=96m", "tmpfs", str(disk)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    yield disk
+    subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def test_a_download_without_a_size_checks_free_room_and_keeps_no_partial(tmp_path, small_disk):
+    folder = tmp_path / "www"
+    folder.mkdir()
+    model = write_tiny_model(folder / "tiny.gguf", "llama")
+    store = ModelStore(small_disk / "state")
+    try:
+        with RangeServer(folder, sized=False) as server, pytest.raises(StorageError) as caught:
+            import_url(store, server.url(model.name), "tiny")
+        assert caught.value.message.startswith("disk full while importing")
+        assert leftovers(store) == [], "a disk too small stays too small: no .part to resume"
+        assert store.list() == []
+    finally:
+        store.close()

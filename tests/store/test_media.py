@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import resource
 from pathlib import Path
 
 import pytest
@@ -79,3 +80,35 @@ def test_a_listed_file_imports_as_listed(box, tmp_path):
 def test_a_missing_mount_point_is_not_found(tmp_path):
     with pytest.raises(NotFound):
         importable_files(tmp_path / "gone")
+
+
+def hostile_header(kind: bytes, claimed: int) -> bytes:
+    """A ustar header block of type `kind` whose size field claims `claimed` bytes."""
+    block = bytearray(512)
+    block[0:13] = b"manifest.json" if kind == b"0" else b"././@LongLink"
+    block[100:108] = b"0000644\0"
+    block[124:136] = f"{claimed:011o}\0".encode()
+    block[156:157] = kind
+    block[257:263] = b"ustar\0"
+    block[263:265] = b"00"
+    block[148:156] = b" " * 8
+    block[148:156] = f"{sum(block):06o}\0 ".encode()
+    return bytes(block)
+
+
+@pytest.mark.parametrize("kind", [b"x", b"L", b"0"], ids=["pax", "gnu-longname", "manifest"])
+def test_a_tar_whose_first_header_claims_gigabytes_is_skipped_without_reading_them(
+    box, kind: bytes
+) -> None:
+    _mounts, _sys, stick = box
+    claimed = 2 * 1024**3
+    tar = stick / "hostile.tar"
+    with tar.open("wb") as handle:
+        handle.write(hostile_header(kind, claimed))
+        handle.truncate(512 + claimed)  # sparse: costs no disk, but reads as 2 GiB of zeros
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+    assert importable_files(stick) == []
+
+    grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before
+    assert grown < 64 * 1024**2, f"listing read {grown:,} bytes into memory"

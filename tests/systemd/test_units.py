@@ -9,12 +9,14 @@ unit check must not depend on the package being installed on the test machine).
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from appliance.config import Config
 from appliance.firmware_hooks import HookEvent
 
 SYSTEMD_DIR = Path(__file__).resolve().parents[2] / "systemd"
@@ -277,3 +279,78 @@ def test_sysusers_and_tmpfiles_install_into_a_fresh_root(tmp_path: Path) -> None
     assert (models.st_uid, oct(models.st_mode & 0o777)) == (uid, "0o750")
     for event in HookEvent:
         assert (root / f"etc/ai-appliance/hooks.d/{event}.d").is_dir()
+
+
+# --- hardening score and out-of-memory order ---------------------------------------------------
+
+
+def test_out_of_memory_kills_a_worker_before_the_daemon_and_keeps_the_service() -> None:
+    service = parse_unit(UNIT)["Service"]
+
+    daemon_score = int(one(service, "OOMScoreAdjust"))
+    worker_score = Config().engine.worker_oom_score_adj
+    assert daemon_score < 0 < worker_score
+    # systemd's default (stop) would take the whole service down with one killed worker.
+    assert one(service, "OOMPolicy") == "continue"
+    assert one(service, "MemoryMax").endswith("%")
+
+
+def test_hardening_keeps_what_placement_and_the_admin_socket_need() -> None:
+    service = parse_unit(UNIT)["Service"]
+
+    # /proc/meminfo and /proc/cpuinfo are read to place models: no ProcSubset=pid.
+    assert "ProcSubset" not in service
+    # chown gives the admin socket to appliance-admin: @privileged must stay allowed.
+    refused = " ".join(v for v in service["SystemCallFilter"] if v.startswith("~"))
+    assert "@privileged" not in refused and "@chown" not in refused
+    assert one(service, "CapabilityBoundingSet") == ""
+
+
+def exposure(unit: Path) -> float:
+    result = subprocess.run(
+        ["systemd-analyze", "security", "--offline=true", "--no-pager", str(unit)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    match = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", result.stdout)
+    assert match, result.stdout + result.stderr
+    return float(match.group(1))
+
+
+def offline_security_available() -> bool:
+    if shutil.which("systemd-analyze") is None:
+        return False
+    help_text = subprocess.run(
+        ["systemd-analyze", "--help"], capture_output=True, text=True, check=False
+    ).stdout
+    return "--offline" in help_text
+
+
+needs_offline_security = pytest.mark.skipif(
+    not offline_security_available(),
+    reason="systemd-analyze without `security --offline` (systemd < 250)",
+)
+
+
+@needs_offline_security
+def test_systemd_analyze_security_rates_the_unit_at_most_2_5(tmp_path: Path) -> None:
+    unit = tmp_path / UNIT.name
+    shutil.copy(UNIT, unit)
+
+    assert exposure(unit) <= 2.5
+
+
+@needs_offline_security
+def test_systemd_analyze_security_would_catch_lost_hardening(tmp_path: Path) -> None:
+    # The control: the same unit without its sandboxing lines must score far worse.
+    kept = [
+        line
+        for line in UNIT.read_text().splitlines()
+        if not line.startswith(("Protect", "Private", "Restrict", "SystemCall", "Capability"))
+    ]
+    unit = tmp_path / UNIT.name
+    unit.write_text("\n".join(kept) + "\n")
+
+    assert exposure(unit) > 5.0

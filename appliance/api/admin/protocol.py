@@ -6,7 +6,7 @@ import it). Admin models forbid unknown fields, unlike the OpenAI ones.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -144,3 +144,65 @@ class ErrorBody(AdminModel):
 
 class ErrorEnvelope(AdminModel):
     error: ErrorBody
+
+
+class DiskUsage(AdminModel):
+    path: str
+    """The folder measured: the state folder, where models are stored."""
+    total_bytes: int
+    free_bytes: int
+
+
+class NetworkInterface(AdminModel):
+    name: str
+    addresses: list[str]
+    up: bool
+
+
+class HostStats(AdminModel):
+    """The box itself: memory, model storage, load and network, sampled when asked."""
+
+    hostname: str
+    memory_total_bytes: int
+    memory_available_bytes: int
+    swap_used_bytes: int
+    disk: DiskUsage
+    load_average: tuple[float, float, float]
+    cpu_count: int
+    network: list[NetworkInterface]
+
+
+class LogLine(AdminModel):
+    """One record of the daemon's log, as `GET /admin/logs` serves it."""
+
+    seq: int
+    """Increases by one per record; ask for `after=` the last one seen to tail the log."""
+    timestamp: float
+    level: str
+    logger: str
+    message: str
+
+
+class HookRunInfo(AdminModel):
+    """One lifecycle hook that ran, with how it ended and the end of its output."""
+
+    event: str
+    name: str
+    started_at: float
+    exit_code: int | None
+    timed_out: bool
+    duration_s: float
+    ok: bool
+    stdout_tail: str
+    stderr_tail: str
+
+
+class DaemonSettings(AdminModel):
+    """The configuration the daemon runs with, after the file and the environment."""
+
+    settings: dict[str, Any]
+    """Every setting by section, as `appliance config show` prints it."""
+    config_file: str
+    """The file the daemon reads (`APPLIANCE_CONFIG`, `$APPLIANCE_HOME/config.toml` or
+    `/etc/ai-appliance/config.toml`); it may not exist, then every default applies."""
+    config_file_exists: bool

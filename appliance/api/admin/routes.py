@@ -9,16 +9,20 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from appliance.api.admin import (
+    config_routes,
     devices_routes,
     doctor_routes,
     engine_routes,
+    host_routes,
     keys_routes,
+    logs_routes,
     models_routes,
     status_routes,
 )
 
 router = APIRouter(prefix="/admin", tags=["admin"])
 for module in (
-    status_routes, devices_routes, models_routes, engine_routes, keys_routes, doctor_routes
+    status_routes, host_routes, devices_routes, models_routes, engine_routes, keys_routes,
+    logs_routes, config_routes, doctor_routes,
 ):  # fmt: skip
     router.include_router(module.router)

@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field, field_validator
 
 from appliance.api.deps import ServicesDep
 from appliance.api.openai import convert
+from appliance.api.openai.limits import check_sampling, over_limit
 from appliance.api.openai.protocol import Usage
 from appliance.api.openai.sampling import SamplingRequest
 from appliance.api.openai.serving import engine_messages, resolve_model
@@ -98,6 +99,10 @@ def legacy_logprobs(items: list[TokenLogprob], offset: int) -> LegacyLogprobs:
 async def create_completion(
     body: CompletionRequest, services: ServicesDep
 ) -> JSONResponse | StreamingResponse:
+    limits = services.config.limits
+    check_sampling(body, limits)
+    if body.logprobs is not None and body.logprobs > limits.max_top_logprobs:
+        raise over_limit("logprobs", body.logprobs, limits.max_top_logprobs, "max_top_logprobs")
     info = resolve_model(services, body.model)
     submit = body.to_engine_request(new_request_id(), services.config.engine.max_tokens)
     # Load (or wait for the load) and admit before answering: errors get real HTTP statuses.

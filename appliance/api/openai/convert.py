@@ -163,6 +163,7 @@ def error_body(error: ApplianceError) -> dict[str, object]:
         401: "authentication_error",
         403: "permission_error",
         404: "not_found_error",
+        413: "invalid_request_error",
         429: "rate_limit_error",
     }.get(error.http_status, "server_error")
     return {

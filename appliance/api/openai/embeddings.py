@@ -16,11 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from appliance.api.deps import ServicesDep
 from appliance.api.openai.serving import resolve_model
+from appliance.errors import UsageError
 
 router = APIRouter()
-
-MAX_INPUTS = 256
-"""Inputs per request: each is a sequence in one worker batch."""
 
 
 class EmbeddingRequest(BaseModel):
@@ -45,8 +43,6 @@ class EmbeddingRequest(BaseModel):
         texts = [value] if isinstance(value, str) else value
         if not texts:
             raise ValueError("give at least one text")
-        if len(texts) > MAX_INPUTS:
-            raise ValueError(f"at most {MAX_INPUTS} texts per request")
         if any(not text for text in texts):
             raise ValueError("texts must not be empty")
         return value
@@ -88,8 +84,15 @@ def encode_vector(vector: list[float], encoding: str) -> list[float] | str:
 
 @router.post("/embeddings", operation_id="create_embeddings")
 async def create_embeddings(body: EmbeddingRequest, services: ServicesDep) -> EmbeddingResponse:
+    texts = body.texts()
+    limit = services.config.limits.max_embedding_inputs
+    if len(texts) > limit:
+        raise UsageError(
+            f"input: {len(texts):,} texts is more than the limit of {limit:,} "
+            "(limits.max_embedding_inputs); send them in several requests"
+        )
     info = resolve_model(services, body.model)
-    result = await services.engine.embed(info, body.texts(), normalize=True)
+    result = await services.engine.embed(info, texts, normalize=True)
     return EmbeddingResponse(
         data=[
             EmbeddingItem(index=i, embedding=encode_vector(vector, body.encoding_format))

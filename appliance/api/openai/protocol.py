@@ -26,8 +26,6 @@ from appliance.api.openai.sampling import SamplingRequest
 from appliance.engine.messages import Submit
 from appliance.errors import UsageError
 
-MAX_TOP_LOGPROBS = 20
-
 
 class ContentPart(BaseModel):
     model_config = ConfigDict(extra="allow")
@@ -108,7 +106,7 @@ class ChatCompletionRequest(SamplingRequest):
     messages: list[ChatMessage] = Field(min_length=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
     logprobs: bool = False
-    top_logprobs: int = Field(default=0, ge=0, le=MAX_TOP_LOGPROBS)
+    top_logprobs: int = Field(default=0, ge=0)
     tools: list[ToolDef] | None = None
     tool_choice: ToolChoice | None = None
     parallel_tool_calls: bool = True

@@ -16,7 +16,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from appliance.api.deps import ApiKeyDep, CallerDep, ServicesDep
-from appliance.api.openai import completions, convert, embeddings
+from appliance.api.openai import completions, convert, embeddings, limits
 from appliance.api.openai.chat_prompt import build_prompt
 from appliance.api.openai.choices import ChoiceOutput
 from appliance.api.openai.protocol import ChatCompletionRequest, ModelCard, ModelList
@@ -48,6 +48,7 @@ async def create_chat_completion(
 ) -> JSONResponse | StreamingResponse:
     if body.model_extra:
         log.debug("ignoring unsupported request fields: %s", ", ".join(sorted(body.model_extra)))
+    limits.check_chat(body, services.config.limits)
     info = resolve_model(services, body.model)
     prompt = build_prompt(body, info)
     submit = body.to_engine_request(

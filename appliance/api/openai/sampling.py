@@ -2,7 +2,8 @@
 
 Pydantic only (the API's protocol layer); `SamplingRequest.sampling_fields()` is where these
 fields become the keyword arguments of the engine's `Submit`. Validation messages name the
-field, because the app's one validation handler prefixes them with its path (400).
+field, because the app's one validation handler prefixes them with its path (400). Upper
+bounds an administrator may change live in `config.limits` and are checked by `limits.py`.
 """
 
 from __future__ import annotations
@@ -11,10 +12,6 @@ import json
 from typing import Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
-
-MAX_CHOICES = 8
-"""Largest `n`: every choice is a sequence in the worker's batch, shared with everyone else."""
-MAX_STOPS = 4
 
 
 class StreamOptions(BaseModel):
@@ -86,7 +83,7 @@ class SamplingRequest(BaseModel):
     stop: str | list[str] | None = None
     seed: int | None = None
     logit_bias: dict[str, float] | None = None
-    n: int = Field(default=1, ge=1, le=MAX_CHOICES)
+    n: int = Field(default=1, ge=1)
     response_format: ResponseFormat | None = None
     grammar: str | None = None
     """A GBNF grammar (llama.cpp extension), for callers who write their own."""
@@ -95,8 +92,6 @@ class SamplingRequest(BaseModel):
     @field_validator("stop")
     @classmethod
     def _stop_list(cls, value: str | list[str] | None) -> str | list[str] | None:
-        if isinstance(value, list) and len(value) > MAX_STOPS:
-            raise ValueError(f"at most {MAX_STOPS} stop sequences are allowed")
         if isinstance(value, list) and any(not s for s in value):
             raise ValueError("stop sequences must not be empty")
         return value

@@ -10,6 +10,8 @@ May import engine.messages and the worker's own modules.
 
 from __future__ import annotations
 
+import sys
+import traceback
 from collections import deque
 from collections.abc import Callable
 
@@ -21,7 +23,7 @@ from appliance.engine.messages import (
     Stats,
     Submit,
 )
-from appliance.engine.worker.llamacpp import LlamaRuntime
+from appliance.engine.worker.llamacpp import LlamaRuntime, RequestRejected, Sampler
 from appliance.engine.worker.slots import Choice, Slot, common_prefix
 
 FORCED_THINK_END = "\n</think>\n\n"
@@ -91,23 +93,48 @@ class Batcher:
             self.waiting.popleft()
             self._place(request, free)
 
-    def _place(self, request: Submit, free: list[Slot]) -> None:
-        tokens = self.rt.tokenize(request.prompt)
-        if len(tokens) >= self.rt.context_length:
-            self.send(
-                Failed(
-                    request.id,
-                    f"the prompt is {len(tokens)} tokens but each conversation may hold "
-                    f"{self.rt.context_length}; shorten it or raise engine.context_length",
-                    code="context_length_exceeded",
-                )
-            )
-            return
+    def _prepare(self, request: Submit) -> tuple[list[int], list[Sampler]] | None:
+        """Tokens and samplers for a request, or None after failing it (and only it)."""
+        samplers: list[Sampler] = []
         try:
-            samplers = [self.rt.new_sampler(request, k) for k in range(request.n)]
-        except ValueError as error:
-            self.send(Failed(request.id, str(error), code="invalid_request_error"))
+            tokens = self.rt.tokenize(request.prompt)
+            if not tokens:  # found by fuzzing: an empty slot would wait for logits forever
+                raise RequestRejected(
+                    "the prompt is empty (no tokens, and this model adds no start token); "
+                    "send some text"
+                )
+            if len(tokens) >= self.rt.context_length:
+                self.send(
+                    Failed(
+                        request.id,
+                        f"the prompt is {len(tokens)} tokens but each conversation may hold "
+                        f"{self.rt.context_length}; shorten it or raise engine.context_length",
+                        code="context_length_exceeded",
+                    )
+                )
+                return None
+            grammar = self.rt.grammar_of(request)  # converted once for all n choices
+            for k in range(request.n):
+                samplers.append(self.rt.new_sampler(request, k, grammar))
+        except Exception as error:
+            for sampler in samplers:
+                self.rt.free_sampler(sampler)
+            self._reject(request.id, error)
+            return None
+        return tokens, samplers
+
+    def _reject(self, request_id: str, error: Exception) -> None:
+        if isinstance(error, RequestRejected):
+            self.send(Failed(request_id, str(error), code="invalid_request_error"))
+        else:
+            traceback.print_exc(file=sys.stderr)
+            self.send(Failed(request_id, f"the engine failed on this request ({error!r})"))
+
+    def _place(self, request: Submit, free: list[Slot]) -> None:
+        prepared = self._prepare(request)
+        if prepared is None:
             return
+        tokens, samplers = prepared
         source, reuse = self._best_prefix(tokens)
         # At least the last prompt token must be decoded: its logits give the first token.
         reuse = min(reuse, len(tokens) - 1)
@@ -152,6 +179,7 @@ class Batcher:
         self._admit()
         outputs = self._fill_batch()
         if self.batch.n_tokens == 0:
+            self._fail_stalled()
             return
         result = self.rt.decode(self.batch)
         self.steps += 1
@@ -164,7 +192,7 @@ class Batcher:
                 continue
             if choice.index == 0:
                 self._start_siblings(slot, batch_index)
-            self._sample(slot, batch_index)
+            self._sample_or_fail(slot, batch_index)
 
     def _fill_batch(self) -> list[tuple[int, Slot]]:
         batch, budget = self.batch, self.rt.batch_tokens
@@ -201,7 +229,17 @@ class Batcher:
                 self.rt.copy_prefix(primary.seq, slot.seq, len(primary.cached))
                 slot.cached = list(primary.cached)
                 slot.waiting_for_copy = False
-                self._sample(slot, batch_index)
+                self._sample_or_fail(slot, batch_index)
+
+    def _sample_or_fail(self, slot: Slot, batch_index: int) -> None:
+        """Sample a slot's next token; a failure ends that slot's request, not the worker."""
+        choice = slot.choice
+        if choice is None:  # its request failed while a sibling was sampled
+            return
+        try:
+            self._sample(slot, batch_index)
+        except Exception as error:
+            self.fail_request(choice.request, error)
 
     def _sample(self, slot: Slot, batch_index: int) -> None:
         choice = slot.choice
@@ -271,6 +309,39 @@ class Batcher:
                 last=not still_running,
             )
         )
+
+    def _fail_stalled(self) -> None:
+        """Busy slots and nothing to decode: no step can ever move them (a bug, not the
+        request's fault), and the loop would spin forever. Fail their requests instead."""
+        for slot in self.slots:
+            if slot.choice is not None:
+                self.fail_request(slot.choice.request, RuntimeError(f"slot {slot.seq} stalled"))
+
+    def fail_request(self, request: Submit, error: Exception) -> None:
+        """End every choice of `request` with Failed; the other requests keep going."""
+        for slot in self.slots:
+            if slot.choice is not None and slot.choice.request is request:
+                self._release(slot)
+        self._reject(request.id, error)
+
+    def fail_all(self, error: Exception) -> None:
+        """After a step failed in a way no single request explains: fail the busy ones."""
+        failed: set[str] = set()
+        for slot in self.slots:
+            choice = slot.choice
+            if choice is None:
+                continue
+            self._release(slot)
+            if choice.request.id not in failed:
+                failed.add(choice.request.id)
+                self.send(Failed(choice.request.id, f"the engine failed ({error!r})"))
+
+    def _release(self, slot: Slot) -> None:
+        if slot.choice is not None and slot.choice.sampler is not None:
+            self.rt.free_sampler(slot.choice.sampler)
+        self.rt.forget(slot.seq)
+        slot.cached, slot.pending, slot.choice = [], [], None
+        slot.waiting_for_copy = False
 
     def _fail_batch(self, result: int) -> None:
         """A decode that failed leaves every busy sequence's KV in doubt: fail them all."""

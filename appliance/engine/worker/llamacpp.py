@@ -23,6 +23,25 @@ class LoadError(Exception):
     """The model file could not be loaded (its message is shown to the administrator)."""
 
 
+class RequestRejected(ValueError):
+    """This request cannot be served as written (its message is shown to its sender)."""
+
+
+class Sampler:
+    """One choice's sampling state: llama.cpp's sampler chain, and its grammar kept apart.
+
+    llama.cpp's own `llama_sampler_sample` asserts that some token survives the chain and its
+    grammar aborts the process when asked to accept a token it rules out; a grammar that
+    allows no token at some point (an unsatisfiable schema) would kill every conversation on
+    the model. With the grammar outside the chain, `LlamaRuntime.sample` applies it first and
+    fails the one request when nothing is left.
+    """
+
+    def __init__(self, chain: ctypes.c_void_p, grammar: ctypes.c_void_p | None = None) -> None:
+        self.chain = chain
+        self.grammar = grammar
+
+
 def _silence_native_logs() -> None:
     # llama.cpp logs every tensor at load; keep warnings and errors only (they go to stderr,
     # which the daemon forwards to the journal).
@@ -94,6 +113,8 @@ class LlamaRuntime:
             )
         self.memory = L.llama_get_memory(self.ctx)
         self._embed_ctx: ctypes.c_void_p | None = None
+        self._candidates: np.ndarray | None = None
+        self._ids: np.ndarray | None = None
         self.bos = L.llama_vocab_bos(self.vocab)
         self.add_bos = bool(L.llama_vocab_get_add_bos(self.vocab))
         self.load_seconds = time.monotonic() - started
@@ -136,7 +157,42 @@ class LlamaRuntime:
 
     # --- sampling -----------------------------------------------------------------------
 
-    def new_sampler(self, request: Submit, choice: int) -> ctypes.c_void_p:
+    def check_request(self, request: Submit) -> None:
+        """Refuse what would make llama.cpp read out of bounds or allocate without limit."""
+        bad = [t for t in request.logit_bias if not 0 <= t < self.n_vocab]
+        if bad:
+            raise RequestRejected(
+                f"logit_bias: token id {bad[0]} is not in this model's vocabulary "
+                f"(ids 0 to {self.n_vocab - 1})"
+            )
+        if request.top_logprobs > self.n_vocab - 1:
+            raise RequestRejected(f"top_logprobs: the vocabulary has only {self.n_vocab} tokens")
+
+    def grammar_of(self, request: Submit) -> str | None:
+        """The GBNF text constraining the request: its own, or its JSON schema's."""
+        if request.grammar:
+            return request.grammar
+        if not request.json_schema:
+            return None
+        try:
+            return _grammar_from_schema(request.json_schema)
+        except Exception as error:  # the converter raises anything on a malformed schema
+            raise RequestRejected(
+                "response_format (or the forced tool's parameters): the JSON schema cannot be "
+                "used to constrain the output "
+                f"({type(error).__name__}: {error}); check it against the JSON Schema spec"
+            ) from None
+
+    def new_sampler(self, request: Submit, choice: int, grammar: str | None = None) -> Sampler:
+        self.check_request(request)
+        grammar_sampler = None
+        if grammar:
+            grammar_sampler = L.llama_sampler_init_grammar(self.vocab, grammar.encode(), b"root")
+            if not grammar_sampler:
+                raise RequestRejected(
+                    "the grammar for this request could not be parsed (see the log); "
+                    "check its GBNF syntax"
+                )
         chain = L.llama_sampler_chain_init(L.llama_sampler_chain_default_params())
         add = lambda sampler: L.llama_sampler_chain_add(chain, sampler)  # noqa: E731
         if request.logit_bias:
@@ -144,18 +200,15 @@ class LlamaRuntime:
                 *(L.llama_logit_bias(t, b) for t, b in request.logit_bias.items())
             )
             add(L.llama_sampler_init_logit_bias(self.n_vocab, len(request.logit_bias), biases))
-        grammar = request.grammar or _grammar_from_schema(request.json_schema)
-        if grammar:
-            sampler = L.llama_sampler_init_grammar(self.vocab, grammar.encode(), b"root")
-            if not sampler:
-                L.llama_sampler_free(chain)
-                raise ValueError("the grammar for this request could not be parsed")
-            add(sampler)
         if request.repeat_penalty != 1.0 or request.presence_penalty or request.frequency_penalty:
+            # llama.cpp's sampler reads -1 as "off" (its servers mean "the whole context") and
+            # allocates a ring of last_n tokens per choice: never more than the context.
+            last_n = request.penalty_last_n
+            last_n = self.context_length if last_n < 0 else min(last_n, self.context_length)
             add(
                 L.llama_sampler_init_penalties(
                     self.n_vocab,
-                    request.penalty_last_n,
+                    last_n,
                     request.repeat_penalty,
                     request.frequency_penalty,
                     request.presence_penalty,
@@ -163,7 +216,7 @@ class LlamaRuntime:
             )
         if request.temperature <= 0:
             add(L.llama_sampler_init_greedy())
-            return chain
+            return Sampler(chain, grammar_sampler)
         if request.top_k > 0:
             add(L.llama_sampler_init_top_k(request.top_k))
         if request.top_p < 1.0:
@@ -176,18 +229,49 @@ class LlamaRuntime:
         if request.seed is not None:
             seed = (request.seed + choice) & 0xFFFFFFFF
         add(L.llama_sampler_init_dist(seed))
-        return chain
+        return Sampler(chain, grammar_sampler)
 
-    def sample(self, sampler: ctypes.c_void_p, batch_index: int) -> int:
-        return L.llama_sampler_sample(sampler, self.ctx, batch_index)
+    def sample(self, sampler: Sampler, batch_index: int) -> int:
+        if sampler.grammar is None:
+            return L.llama_sampler_sample(sampler.chain, self.ctx, batch_index)
+        # What llama_sampler_sample does, with a check between the grammar and the rest.
+        if self._candidates is None:
+            self._candidates = np.zeros(self.n_vocab, dtype=_TOKEN_DATA)
+            self._ids = np.arange(self.n_vocab, dtype=np.int32)
+        data = self._candidates
+        # Refilled whole: the samplers of the last call sorted and shrank it in place.
+        data["id"] = self._ids
+        data["logit"] = np.ctypeslib.as_array(L.llama_get_logits_ith(self.ctx, batch_index),
+                                              (self.n_vocab,))  # fmt: skip
+        data["p"] = 0.0
+        candidates = L.llama_token_data_array(
+            data.ctypes.data_as(ctypes.POINTER(L.llama_token_data)), self.n_vocab, -1, False
+        )
+        L.llama_sampler_apply(sampler.grammar, ctypes.byref(candidates))
+        if not np.isfinite(data["logit"][: candidates.size]).any():
+            raise RequestRejected(
+                "the grammar or JSON schema allows no token at this point of the answer "
+                f"(after {self.n_vocab} candidates were ruled out); it may be unsatisfiable"
+            )
+        L.llama_sampler_apply(sampler.chain, ctypes.byref(candidates))
+        selected = candidates.selected
+        if not 0 <= selected < candidates.size:
+            raise RequestRejected("no token could be sampled under this request's grammar")
+        token = int(candidates.data[selected].id)
+        L.llama_sampler_accept(sampler.grammar, token)
+        L.llama_sampler_accept(sampler.chain, token)
+        return token
 
     @staticmethod
-    def accept(sampler: ctypes.c_void_p, token: int) -> None:
-        L.llama_sampler_accept(sampler, token)
+    def accept(sampler: Sampler, token: int) -> None:
+        """Feed a token the batcher forced (only for choices without a grammar)."""
+        L.llama_sampler_accept(sampler.chain, token)
 
     @staticmethod
-    def free_sampler(sampler: ctypes.c_void_p) -> None:
-        L.llama_sampler_free(sampler)
+    def free_sampler(sampler: Sampler) -> None:
+        L.llama_sampler_free(sampler.chain)
+        if sampler.grammar is not None:
+            L.llama_sampler_free(sampler.grammar)
 
     def logprobs(self, batch_index: int, token: int, top: int) -> TokenLogprob:
         raw = L.llama_get_logits_ith(self.ctx, batch_index)
@@ -215,48 +299,59 @@ class LlamaRuntime:
 
     # --- embeddings ---------------------------------------------------------------------
 
-    def embed(self, texts: Sequence[str], normalize: bool) -> tuple[list[list[float]], int]:
-        """Mean-pooled embeddings, one per text, from a second context on the same weights."""
+    def embed_tokens(self, text: str) -> list[int]:
+        """The tokens of one text to embed, cut to the context."""
+        return self.tokenize(text)[: self.context_length]
+
+    def embed_chunk(self, tokens: Sequence[int], start: int) -> np.ndarray:
+        """Decode `tokens` (at most `batch_tokens`) at positions `start`...; return the sum of
+        their last hidden states (float64), for the caller's mean.
+
+        A second context on the same weights, without pooling: llama.cpp pools only within
+        one decode call, and one call per whole text would stall generation for as long as the
+        text takes. Chunks through the KV cache give the same states as one call.
+        """
+        ctx = self._embedding_context()
+        if start == 0:
+            L.llama_memory_clear(L.llama_get_memory(ctx), True)
+        count = len(tokens)
+        batch = L.llama_batch_init(count, 0, 1)
+        try:
+            batch.n_tokens = count
+            for i, token in enumerate(tokens):
+                batch.token[i], batch.pos[i], batch.n_seq_id[i] = token, start + i, 1
+                batch.seq_id[i][0] = 0
+                batch.logits[i] = True
+            if L.llama_decode(ctx, batch) != 0:
+                raise RequestRejected("llama.cpp failed to compute an embedding")
+            n_embd = L.llama_model_n_embd(self.model)
+            states = np.ctypeslib.as_array(L.llama_get_embeddings(ctx), (count, n_embd))
+            return states.astype(np.float64).sum(axis=0)
+        finally:
+            L.llama_batch_free(batch)
+
+    def _embedding_context(self) -> ctypes.c_void_p:
         if self._embed_ctx is None:
             params = L.llama_context_default_params()
             params.n_ctx = self.context_length
-            params.n_batch = self.context_length
-            params.n_ubatch = self.context_length
+            params.n_batch = params.n_ubatch = self.batch_tokens
             params.n_seq_max = 1
             params.embeddings = True
-            params.pooling_type = L.LLAMA_POOLING_TYPE_MEAN
+            params.pooling_type = L.LLAMA_POOLING_TYPE_NONE
             params.n_threads = params.n_threads_batch = self.threads
             self._embed_ctx = L.llama_init_from_model(self.model, params)
             if not self._embed_ctx:
-                raise ValueError("this model cannot produce embeddings (context creation failed)")
-        n_embd = L.llama_model_n_embd(self.model)
-        vectors: list[list[float]] = []
-        total = 0
-        batch = L.llama_batch_init(self.context_length, 0, 1)
-        try:
-            for text in texts:
-                tokens = self.tokenize(text)[: self.context_length]
-                total += len(tokens)
-                L.llama_memory_clear(L.llama_get_memory(self._embed_ctx), True)
-                batch.n_tokens = len(tokens)
-                for i, token in enumerate(tokens):
-                    batch.token[i], batch.pos[i], batch.n_seq_id[i] = token, i, 1
-                    batch.seq_id[i][0] = 0
-                    batch.logits[i] = True
-                if L.llama_decode(self._embed_ctx, batch) != 0:
-                    raise ValueError("llama.cpp failed to compute an embedding")
-                raw = L.llama_get_embeddings_seq(self._embed_ctx, 0)
-                vector = np.ctypeslib.as_array(raw, (n_embd,)).astype(np.float64)
-                if normalize:
-                    norm = np.linalg.norm(vector)
-                    vector = vector / norm if norm > 0 else vector
-                vectors.append(vector.tolist())
-        finally:
-            L.llama_batch_free(batch)
-        return vectors, total
+                raise RequestRejected(
+                    "this model cannot produce embeddings (context creation failed)"
+                )
+        return self._embed_ctx
 
     def system_info(self) -> str:
         return L.llama_print_system_info().decode(errors="replace").strip()
+
+
+# llama_token_data: {llama_token id; float logit; float p}, packed as llama.h declares it.
+_TOKEN_DATA = np.dtype([("id", np.int32), ("logit", np.float32), ("p", np.float32)])
 
 
 def _grammar_from_schema(schema: str | None) -> str | None:

@@ -1,6 +1,10 @@
 """Entry point of an engine worker process: `python -m appliance.engine.worker.main`.
 
-The loop is "drain the inbox, step the batch, send deltas" (llama.cpp's server loop). Frames
+The loop is "drain the inbox, step the batch, send deltas" (llama.cpp's server loop), with one
+bounded embedding chunk after each step (`embedder.py`), so neither kind of work starves the
+other. Nothing one request does ends the process: the batcher and the embedder fail that request
+alone, a frame that is too large or undecodable is skipped, and a step that fails for no single
+request's fault fails the busy requests and the loop goes on. Frames
 arrive on stdin and leave on the original stdout; fd 1 is then pointed at stderr, because native
 code (llama.cpp, CUDA, CANN) may print to stdout and would corrupt the frame stream. End of stdin
 means the daemon is gone: the worker exits rather than linger holding device memory.
@@ -15,11 +19,13 @@ import threading
 import traceback
 from typing import BinaryIO
 
+import msgspec
+
 from appliance.engine.messages import (
     Cancel,
     Embed,
-    Embeddings,
     Failed,
+    FrameTooLarge,
     FromWorker,
     Load,
     LoadFailed,
@@ -44,15 +50,65 @@ class Outbox:
         self._lock = threading.Lock()
 
     def send(self, message: FromWorker) -> None:
+        try:
+            frame = encode_frame(message)
+        except FrameTooLarge as error:
+            # The daemon would have to drop the connection over it: fail the request instead.
+            request_id = getattr(message, "id", None)
+            _log(f"not sending a {type(message).__name__}: {error}")
+            if request_id is None:
+                return
+            frame = encode_frame(
+                Failed(request_id, f"the answer is too large to send ({error})", code="too_large")
+            )
         with self._lock:
-            self._stream.write(encode_frame(message))
+            self._stream.write(frame)
             self._stream.flush()
 
 
+def _log(text: str) -> None:
+    print(f"worker: {text}", file=sys.stderr, flush=True)
+
+
 def _read_inbox(stream: BinaryIO, inbox: queue.Queue[object]) -> None:
-    while (payload := read_frame_sync(stream)) is not None:
-        inbox.put(to_worker_decoder.decode(payload))
-    inbox.put(_EOF)
+    """Frames from the daemon into the inbox. A bad frame is skipped, never fatal: a dead
+    reader would leave the worker deaf while its process lives on (and hang detection would
+    wait on pings it can no longer read). Only an unreadable stream ends the worker."""
+    try:
+        while True:
+            try:
+                payload = read_frame_sync(stream)
+            except FrameTooLarge as error:
+                _log(f"skipped a request: {error}")
+                continue
+            if payload is None:
+                break
+            try:
+                inbox.put(to_worker_decoder.decode(payload))
+            except msgspec.DecodeError as error:
+                _log(f"skipped an undecodable frame: {error}")
+    except Exception:
+        traceback.print_exc(file=sys.stderr)
+    finally:
+        inbox.put(_EOF)
+
+
+def raise_oom_score(value: int | None) -> None:
+    """Make this worker the kernel's first choice when memory runs out (never the daemon).
+
+    Raising one's own `oom_score_adj` needs no privilege; the daemon's stays as systemd set it.
+    """
+    if value is None:
+        return
+    path = "/proc/self/oom_score_adj"
+    try:
+        with open(path) as handle:
+            current = int(handle.read().strip() or 0)
+        if value > current:
+            with open(path, "w") as handle:
+                handle.write(str(value))
+    except (OSError, ValueError) as error:
+        _log(f"could not set {path} to {value}: {error}")
 
 
 class Worker:
@@ -62,20 +118,24 @@ class Worker:
         self.running = True
         self.runtime = None
         self.batcher = None
+        self.embedder = None
 
     def load(self, request: Load) -> bool:
+        raise_oom_score(request.oom_score_adj)
         try:
             # The placement names the build and the backends; llama_cpp is imported only after
             # they are registered, so this process never runs a variant nobody tested.
             activate(request.runtime_dir, request.backend_libs)
             # Imported here so that a broken llama.cpp install is reported as LoadFailed.
             from appliance.engine.worker.batcher import Batcher
+            from appliance.engine.worker.embedder import Embedder
             from appliance.engine.worker.llamacpp import LlamaRuntime
 
             self.runtime = LlamaRuntime(
                 request, on_progress=lambda f: self.outbox.send(LoadProgress(f))
             )
             self.batcher = Batcher(self.runtime, self.outbox.send)
+            self.embedder = Embedder(self.runtime, self.outbox.send)
         except Exception as exc:  # any failure in native loading is reported, not raised
             self.outbox.send(LoadFailed(f"{type(exc).__name__}: {exc}"))
             return False
@@ -90,28 +150,20 @@ class Worker:
         return True
 
     def handle(self, message: object) -> None:
-        assert self.batcher is not None and self.runtime is not None
+        assert self.batcher is not None and self.embedder is not None
         if message is _EOF:
             self.running = False
         elif isinstance(message, Submit):
             self.batcher.submit(message)
         elif isinstance(message, Cancel):
             self.batcher.cancel(message.id)
+            self.embedder.cancel(message.id)
         elif isinstance(message, Ping):
             self.outbox.send(Pong(message.nonce))
         elif isinstance(message, StatsRequest):
             self.outbox.send(self.batcher.stats(message.nonce))
         elif isinstance(message, Embed):
-            self.embed(message)
-
-    def embed(self, request: Embed) -> None:
-        assert self.runtime is not None
-        try:
-            vectors, tokens = self.runtime.embed(request.inputs, request.normalize)
-        except Exception as exc:
-            self.outbox.send(Failed(request.id, f"embedding failed: {exc}"))
-            return
-        self.outbox.send(Embeddings(request.id, vectors, tokens))
+            self.embedder.submit(message)
 
     def drain(self, block: bool) -> None:
         try:
@@ -128,16 +180,23 @@ class Worker:
             return 2
         if not self.load(first):
             return 1
-        assert self.batcher is not None
+        assert self.batcher is not None and self.embedder is not None
+        batcher, embedder = self.batcher, self.embedder
         while self.running:
-            self.drain(block=not self.batcher.has_work())
-            if self.running and self.batcher.has_work():
+            self.drain(block=not (batcher.has_work() or embedder.has_work()))
+            if not self.running:
+                break
+            # One decode step, then one bounded embedding chunk: neither starves the other.
+            if batcher.has_work():
                 try:
-                    self.batcher.step()
-                except Exception:
-                    # A bug in one step must not take every conversation down silently.
+                    batcher.step()
+                except Exception as error:
+                    # Not explained by one request (those fail alone, inside the batcher):
+                    # fail the busy requests and keep serving; the process stays healthy.
                     traceback.print_exc(file=sys.stderr)
-                    raise
+                    batcher.fail_all(error)
+            if embedder.has_work():
+                embedder.step()
         return 0
 
 

@@ -9,8 +9,8 @@ character. May import engine.messages only.
 from __future__ import annotations
 
 import codecs
-import ctypes
 from dataclasses import dataclass, field
+from typing import Any
 
 from appliance.engine.messages import Submit
 
@@ -26,7 +26,8 @@ class Choice:
     index: int
     prompt_tokens: int
     cached_tokens: int = 0
-    sampler: ctypes.c_void_p | None = None
+    sampler: Any = None
+    """The runtime's sampler for this choice (`llamacpp.Sampler`; slots.py imports no native)."""
     generated: int = 0
     finish_reason: str | None = None
     in_thinking: bool = False
@@ -84,7 +85,15 @@ class Choice:
 
     def over_reasoning_budget(self) -> bool:
         budget = self.request.reasoning_budget
-        return budget is not None and self.in_thinking and self.thinking_tokens >= budget
+        # Under a grammar the forced `</think>` could be a token it rules out (and llama.cpp
+        # aborts on those): the grammar bounds the answer's shape there anyway.
+        constrained = bool(self.request.grammar or self.request.json_schema)
+        return (
+            budget is not None
+            and not constrained
+            and self.in_thinking
+            and self.thinking_tokens >= budget
+        )
 
 
 def _longest_stop_prefix_suffix(text: str, stops: list[str]) -> int:

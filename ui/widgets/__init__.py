@@ -1,0 +1,1 @@
+"""Small widgets and modals shared by the console's screens (one per module)."""
