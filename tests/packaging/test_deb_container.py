@@ -1,7 +1,7 @@
 """The .deb end to end: installed into a fresh Debian 12 root, booted with systemd-nspawn, and
 used the way an administrator would; then upgraded and purged.
 
-Run by `make test-packages` (part of `make test`), which builds the packages first; marked
+Run by `make test-packages`, which builds the packages first; marked
 `packages` so that a plain `pytest` leaves these slow tests out. One booted container is shared
 by the tests of this module, in order: install → first boot → model → chat → doctor → upgrade →
 purge.
