@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import textwrap
 
 import click
 
@@ -18,6 +19,40 @@ def reference_markdown() -> str:
     for key, env, default, meaning in settings_reference():
         lines.append(f"| `{key}` | `{env}` | `{default}` | {meaning} |")
     return "\n".join([*lines, "", DOCS_END])
+
+
+EXAMPLE_HEADER = """\
+# /etc/ai-appliance/config.toml: the AI appliance's settings.
+#
+# Every setting is shown commented out with its default; uncomment and change what you need,
+# then `appliance config check` and `systemctl restart ai-appliance`. Each setting can also be
+# given as an environment variable (shown beside it), e.g. in a drop-in:
+#   systemctl edit ai-appliance  ->  [Service] Environment=APPLIANCE_ENGINE__THREADS=8
+# The package never overwrites this file on upgrade (a conffile / %config(noreplace)).
+# Reference: /usr/share/doc/ai-appliance/guide/configuration.md
+"""
+
+
+def example_toml() -> str:
+    """Every setting, commented out with its default (the packages' config.toml)."""
+    out = [EXAMPLE_HEADER]
+    section = None
+    for key, env, default, meaning in settings_reference():
+        if key == "home":
+            continue
+        sec, _, name = key.rpartition(".")
+        if sec != section:
+            out.append("")
+            if sec:
+                out.append(f"[{sec}]")
+            section = sec
+        out.extend(f"# {line}" for line in textwrap.wrap(meaning, 94))
+        out.append(f"# ({env})")
+        if default == "unset":
+            out.append(f'#{name} = "..."  # unset by default')
+        else:
+            out.append(f"#{name} = {default}")
+    return "\n".join(out).replace("\n\n\n", "\n\n") + "\n"
 
 
 @click.group()
@@ -50,6 +85,12 @@ def show(state: CliState) -> None:
 def schema() -> None:
     """Print every setting with its default and meaning (JSON Schema)."""
     click.echo(json.dumps(Config.model_json_schema(), indent=2))
+
+
+@config.command("example")
+def example() -> None:
+    """Print a config.toml with every setting commented out at its default."""
+    click.echo(example_toml(), nl=False)
 
 
 @config.command("reference")

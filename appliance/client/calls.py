@@ -149,6 +149,11 @@ def set_chat_template(name: str, template: str | None) -> Call[ModelInfo]:
     return Call("PUT", f"/admin/models/{name}/template", ModelInfo.model_validate, json=body)
 
 
+def golden_prompt(model: str | None = None) -> Call[GoldenAnswer]:
+    """The doctor's golden prompt through the daemon's chat path (a model load may come first)."""
+    return Call("POST", "/admin/golden-prompt", GoldenAnswer.model_validate, json={"model": model})
+
+
 def keys() -> Call[list[ApiKeyPublic]]:
     return Call("GET", "/admin/keys", _list(ApiKeyPublic))
 
@@ -183,10 +188,6 @@ def hook_runs() -> Call[list[HookRunInfo]]:
 def set_key_limits(name_or_id: str, limits: KeyLimits) -> Call[ApiKeyPublic]:
     body = {"limits": limits.model_dump(mode="json")}
     return Call("PATCH", f"/admin/keys/{name_or_id}", ApiKeyPublic.model_validate, json=body)
-
-
-def golden_prompt(model: str | None = None) -> Call[GoldenAnswer]:
-    return Call("POST", "/admin/golden-prompt", GoldenAnswer.model_validate, json={"model": model})
 
 
 def audit(query: AuditQuery) -> Call[list[AuditRecord]]:

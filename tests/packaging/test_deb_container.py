@@ -1,7 +1,7 @@
 """The .deb end to end: installed into a fresh Debian 12 root, booted with systemd-nspawn, and
 used the way an administrator would; then upgraded and purged.
 
-Run by `make test-packages` (part of `make test`), which builds the packages first; marked
+Run by `make test-packages`, which builds the packages first; marked
 `packages` so that a plain `pytest` leaves these slow tests out. One booted container is shared
 by the tests of this module, in order: install → first boot → model → chat → doctor → upgrade →
 purge.
@@ -151,7 +151,8 @@ def test_upgrade_keeps_the_model_the_key_and_a_changed_config(
     subprocess.run(["dpkg-deb", "-Zgzip", "--root-owner-group", "-b", str(tree), str(upgraded)],
                    check=True, capture_output=True)  # fmt: skip
     shutil.copy(upgraded, container.root / "root" / upgraded.name)
-    container.run("sh", "-c", "echo 'default_model = \"smollm2\"' >> /etc/ai-appliance/config.toml")
+    # A local change to the conffile (top-level keys go before the first [section]).
+    container.run("sed", "-i", '1i default_model = "smollm2"', "/etc/ai-appliance/config.toml")
     key = container.run("cat", "/var/lib/ai-appliance/first-admin-key").stdout.strip()
 
     result = container.run("dpkg", "-i", f"/root/{upgraded.name}", input="")

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from appliance.cli.config_cmd import example_toml
 from appliance.config import Config, settings_reference
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -20,6 +21,7 @@ CONFIG = ROOT / "packaging" / "config.toml"
 
 def test_shipped_config_lists_every_setting_and_loads_as_the_defaults() -> None:
     text = CONFIG.read_text()
+    assert text == example_toml(), "regenerate: appliance config example > packaging/config.toml"
     for key, *_ in settings_reference():
         if key != "home":
             assert f"#{key.rpartition('.')[2]} = " in text, f"{key} missing from config.toml"
