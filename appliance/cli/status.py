@@ -25,9 +25,11 @@ def status(state: CliState, as_json: bool) -> None:
     stdout_console.print(f"LAN API: {info.api_url}  (key required: {info.api_key_required})")
     if info.tls_fingerprint:
         # Never wrapped: people compare it character by character or copy it whole.
+        # No emoji codes either: rich would turn a ":AB:" inside the fingerprint into 🆎.
         stdout_console.print(
-            f"TLS: {info.tls_mode}, SHA-256 fingerprint {info.tls_fingerprint}", soft_wrap=True
-        )
+            f"TLS: {info.tls_mode}, SHA-256 fingerprint {info.tls_fingerprint}",
+            soft_wrap=True, emoji=False, markup=False, highlight=False,
+        )  # fmt: skip
     else:
         stdout_console.print("TLS: off (tls.mode)")
     stdout_console.print(f"Default model: {info.default_model or '-'}")
