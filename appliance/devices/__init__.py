@@ -146,11 +146,7 @@ class DeviceManager:
     def runtimes_if_probed(self) -> RuntimeReport | None:
         """The runtime report if the probe has run; never waits for it (status pages)."""
         report = self._runtimes
-        if report is None:
-            return None
-        report = report.model_copy()
-        report.needed_runtime = needed_runtime(self.devices(), report)
-        return report
+        return None if report is None else self._with_needed_runtime(report)
 
     def runtimes(self, refresh: bool = False) -> RuntimeReport:
         """What llama.cpp and onnxruntime can use; probed once, in a child process, on demand."""
@@ -159,7 +155,12 @@ class DeviceManager:
         with self._probing:
             if self._runtimes is None or refresh:
                 self._runtimes = self._probe()
-            report = self._runtimes.model_copy()
+            report = self._runtimes
+        return self._with_needed_runtime(report)
+
+    def _with_needed_runtime(self, report: RuntimeReport) -> RuntimeReport:
+        """A copy of the cached report, told which runtime this box's accelerators need now."""
+        report = report.model_copy()
         report.needed_runtime = needed_runtime(self.devices(), report)
         return report
 

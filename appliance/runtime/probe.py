@@ -330,10 +330,14 @@ def _confirm_timings(
             continue  # died on a second run: rejected with the reason, never chosen
         verdict.prompt_tok_s = max(before[0], verdict.prompt_tok_s or 0.0)
         verdict.decode_tok_s = max(before[1], verdict.decode_tok_s or 0.0)
-        verdict.reason = (
-            f"{verdict.name}: passed; {verdict.decode_tok_s:g} tok/s generating, "
-            f"{verdict.prompt_tok_s:g} tok/s reading the prompt"
-        )
+        verdict.reason = _passed(verdict)
+
+
+def _passed(verdict: CpuVariantVerdict) -> str:
+    return (
+        f"{verdict.name}: passed; {verdict.decode_tok_s:g} tok/s generating, "
+        f"{verdict.prompt_tok_s:g} tok/s reading the prompt"
+    )
 
 
 def _untried(name: str, score: int) -> str:
@@ -361,10 +365,7 @@ def _run_variant(
     verdict.status = VariantStatus.PASSED
     verdict.prompt_tok_s = float(result["prompt_tok_s"])  # type: ignore[arg-type]
     verdict.decode_tok_s = float(result["decode_tok_s"])  # type: ignore[arg-type]
-    verdict.reason = (
-        f"{name}: passed; {verdict.decode_tok_s:g} tok/s generating, "
-        f"{verdict.prompt_tok_s:g} tok/s reading the prompt"
-    )
+    verdict.reason = _passed(verdict)
     return np.load(out)
 
 
