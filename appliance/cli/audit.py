@@ -9,8 +9,8 @@ from datetime import datetime
 import click
 from rich.table import Table
 
-from appliance.api.admin.protocol import AuditQuery, AuditRecord
-from appliance.cli.common import daemon_or_none, echo_json, stdout_console
+from appliance.api.admin.protocol import AuditQuery
+from appliance.cli.common import admin_client, echo_json, stdout_console
 from appliance.cli.state import CliState, pass_state
 from appliance.errors import UsageError
 
@@ -50,15 +50,8 @@ def audit(
 ) -> None:
     """Show the audit log of LAN API requests, newest first."""
     query = AuditQuery(since=parse_since(since), key=key_name, model=model, limit=limit)
-    with daemon_or_none(state.config) as client:
-        if client:
-            entries = client.audit(query)
-        else:
-            from appliance.store.audit import AuditLog
-
-            log = AuditLog(state.config.database)
-            found = log.query(since=query.since, key=key_name, model=model, limit=limit)
-            entries = [AuditRecord.model_validate(e.model_dump()) for e in found]
+    with admin_client(state.config) as client:
+        entries = client.audit(query)
     if as_json:
         echo_json(entries)
         return

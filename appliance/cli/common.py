@@ -1,8 +1,12 @@
-"""Helpers shared by CLI commands: reach the daemon if it runs, print JSON or tables."""
+"""Helpers shared by CLI commands: the admin API (the daemon's, or served in-process), output.
+
+Every admin command goes through `admin_client`: one code path, whether a daemon runs or not.
+"""
 
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -12,6 +16,7 @@ from pydantic import BaseModel
 from rich.console import Console
 
 from appliance.client import AdminClient
+from appliance.client.admin import not_in_admin_group
 from appliance.config import Config
 
 # Tables and progress go to the terminal; JSON output goes to stdout untouched.
@@ -20,16 +25,40 @@ stderr_console = Console(stderr=True)
 
 
 @contextmanager
-def daemon_or_none(config: Config) -> Iterator[AdminClient | None]:
-    """An admin client when a daemon answers on this home's socket, else None (direct mode)."""
-    if not config.admin_socket.exists():
-        yield None
+def admin_client(config: Config) -> Iterator[AdminClient]:
+    """A client of the admin API: the running daemon's, over its socket; with no daemon, the
+    same admin app served in this process over the same state (`appliance.offline`), so that
+    offline operations (an import before the first start, keys, removals) behave and fail
+    exactly as the daemon's do. Operations that need a running engine (loading, status) then
+    answer `DaemonUnreachable`."""
+    if daemon_listening(config):
+        with AdminClient(config.admin_socket) as client:
+            yield client
         return
-    client = AdminClient(config.admin_socket)
+    from appliance.client.inprocess import InProcessTransport
+    from appliance.offline import offline_admin_app  # the daemon's stack: only when needed
+
+    with offline_admin_app(config) as app:
+        transport = InProcessTransport(app)
+        with AdminClient(config.admin_socket, transport=transport) as client:
+            yield client
+
+
+def daemon_listening(config: Config) -> bool:
+    """True when a daemon listens on the admin socket. A socket this user may not open is an
+    error (not "no daemon"): acting on the state behind the daemon's back would fail later,
+    on a file, with a message that names the wrong problem."""
+    path = config.admin_socket
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        yield client if client.is_running() else None
+        probe.connect(str(path))
+    except PermissionError:
+        raise not_in_admin_group(path) from None
+    except OSError:
+        return False  # no socket, or one left behind by a daemon that stopped
     finally:
-        client.__exit__()
+        probe.close()
+    return True
 
 
 def echo_json(data: BaseModel | list[Any] | dict[str, Any]) -> None:

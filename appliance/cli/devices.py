@@ -1,8 +1,8 @@
 """`appliance devices [--json] [--watch]`: the compute devices, why each is usable, live load.
 
-Must not import the daemon, the API or the UI. When a daemon runs, its device cache answers
-(one poller owns the hardware, STYLE.md habit 7); otherwise this command runs discovery itself,
-importing the device manager only then, so that `--help` never scans hardware.
+Admin API calls: when a daemon runs, its device cache answers (one poller owns the hardware,
+STYLE.md habit 7); otherwise the admin app served in-process runs discovery on the first
+question and samples telemetry on each. Must not import the daemon, the devices or the UI.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
 
 import click
 from rich.console import Group
@@ -18,48 +17,30 @@ from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
-from appliance.cli.common import daemon_or_none, stdout_console
+from appliance.cli.common import admin_client, stdout_console
 from appliance.cli.state import CliState, pass_state
-from appliance.errors import ConfigError
+from appliance.client import AdminClient
 from appliance.records import Accelerator, Placement, RuntimeReport, Telemetry
-
-if TYPE_CHECKING:
-    from appliance.client import AdminClient
-    from appliance.devices import DeviceManager
 
 
 class _Source:
-    """Where the answers come from: the daemon's cache, or a discovery run right here."""
+    """The answers, from the admin API."""
 
-    def __init__(self, client: AdminClient | None, manager: DeviceManager | None) -> None:
-        self.client, self.manager = client, manager
+    def __init__(self, client: AdminClient) -> None:
+        self.client = client
 
     def devices(self) -> list[Accelerator]:
-        if self.client:
-            return self.client.devices()
-        assert self.manager is not None
-        return self.manager.devices()
+        return self.client.devices()
 
     def telemetry(self) -> dict[str, Telemetry]:
-        if self.client:
-            return self.client.device_telemetry().latest
-        assert self.manager is not None
-        return self.manager.sample_once()
+        return self.client.device_telemetry().latest
 
     def placements(self) -> list[Placement]:
-        if self.client:
-            return self.client.placements()
-        from appliance.placement.rules import rank_placements
-
-        assert self.manager is not None
-        return rank_placements(self.manager.devices(), self.runtime())
+        return self.client.placements()
 
     def runtime(self) -> RuntimeReport:
-        """The llama.cpp build and its self-tested CPU variant (the daemon's, or probed here)."""
-        if self.client:
-            return self.client.runtimes()
-        assert self.manager is not None
-        return self.manager.runtimes()
+        """The llama.cpp build and its self-tested CPU variant."""
+        return self.client.runtimes()
 
 
 @click.command()
@@ -91,17 +72,8 @@ def devices(
 ) -> None:
     """List compute devices (CPU, NVIDIA GPUs, Ascend NPUs) and whether a model can use them."""
     config = state.config
-    with daemon_or_none(config) as client:
-        manager = None
-        if client is None:
-            from appliance.devices import DeviceManager, DriverFailed
-
-            manager = DeviceManager.from_config(config)
-            try:
-                manager.refresh()
-            except DriverFailed as error:
-                raise ConfigError(str(error)) from None
-        source = _Source(client, manager)
+    with admin_client(config) as client:
+        source = _Source(client)
         if watch:
             _watch(source, as_json, interval or config.devices.telemetry_interval_s, count)
         elif as_json:

@@ -5,16 +5,9 @@ from __future__ import annotations
 import click
 from rich.table import Table
 
-from appliance.api.admin.protocol import ApiKeyPublic
-from appliance.cli.common import daemon_or_none, echo_json, stderr_console, stdout_console
+from appliance.cli.common import admin_client, echo_json, stderr_console, stdout_console
 from appliance.cli.state import CliState, pass_state
-
-
-def _keystore(state: CliState):  # type: ignore[no-untyped-def]
-    from appliance.store.keys import KeyStore
-
-    state.config.state_dir.mkdir(parents=True, exist_ok=True)
-    return KeyStore(state.config.database)
+from appliance.records import KeyLimits
 
 
 @click.group()
@@ -48,15 +41,9 @@ def create(
     state: CliState, name: str | None, scope: str, reasoning_format: str | None, as_json: bool
 ) -> None:
     """Create a key and print it once."""
-    with daemon_or_none(state.config) as client:
-        if client:
-            created = client.create_key(name, scope, reasoning_format)
-            key, info = created.key, created.info
-        else:
-            stored, key = _keystore(state).create(
-                name, scope=scope, reasoning_format=reasoning_format
-            )
-            info = ApiKeyPublic.model_validate(stored.model_dump())
+    with admin_client(state.config) as client:
+        created = client.create_key(name, scope, reasoning_format)
+    key, info = created.key, created.info
     if as_json:
         echo_json({"key": key, "info": info.model_dump(mode="json")})
         return
@@ -69,11 +56,8 @@ def create(
 @pass_state
 def list_keys(state: CliState, as_json: bool) -> None:
     """List keys (names and prefixes only; keys themselves are not stored)."""
-    with daemon_or_none(state.config) as client:
-        if client:
-            found = client.keys()
-        else:
-            found = [ApiKeyPublic.model_validate(k.model_dump()) for k in _keystore(state).list()]
+    with admin_client(state.config) as client:
+        found = client.keys()
     if as_json:
         echo_json(found)
         return
@@ -90,11 +74,8 @@ def list_keys(state: CliState, as_json: bool) -> None:
 @pass_state
 def revoke(state: CliState, name_or_id: str) -> None:
     """Revoke a key by name or id; clients using it get 401 from then on."""
-    with daemon_or_none(state.config) as client:
-        if client:
-            client.revoke_key(name_or_id)
-        else:
-            _keystore(state).revoke(name_or_id)
+    with admin_client(state.config) as client:
+        client.revoke_key(name_or_id)
     stderr_console.print(f"revoked {name_or_id}")
 
 
@@ -104,11 +85,8 @@ def revoke(state: CliState, name_or_id: str) -> None:
 @pass_state
 def set_key(state: CliState, name_or_id: str, reasoning_format: str | None) -> None:
     """Change a key's preferences (without --reasoning-format: back to the box's default)."""
-    with daemon_or_none(state.config) as client:
-        if client:
-            client.update_key(name_or_id, reasoning_format)
-        else:
-            _keystore(state).set_reasoning_format(name_or_id, reasoning_format)
+    with admin_client(state.config) as client:
+        client.update_key(name_or_id, reasoning_format)
     stderr_console.print(f"{name_or_id}: reasoning format {reasoning_format or 'default'}")
 
 
@@ -128,18 +106,13 @@ def limit_key(
     max_streams: int | None,
 ) -> None:
     """Set a key's limits (each one left out: no limit of that kind)."""
-    from appliance.records import KeyLimits
-
     limits = KeyLimits(
         allowed_models=[m.strip() for m in models.split(",") if m.strip()] if models else None,
         requests_per_minute=rpm,
         tokens_per_day=tokens_per_day,
         max_streams=max_streams,
     )
-    with daemon_or_none(state.config) as client:
-        if client:
-            client.set_key_limits(name_or_id, limits)
-        else:
-            _keystore(state).set_limits(name_or_id, limits)
+    with admin_client(state.config) as client:
+        client.set_key_limits(name_or_id, limits)
     shown = ", ".join(f"{k}={v}" for k, v in limits.model_dump(exclude_none=True).items())
     stderr_console.print(f"{name_or_id}: limits {shown or 'none'}")

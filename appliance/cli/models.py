@@ -1,7 +1,7 @@
 """`appliance models list|show|import|verify|export|rm|load|unload|catalog|fit|media`.
 
-Each goes through the daemon's admin socket when it runs, else acts on the store directly
-(except `load`, which needs the daemon). `--json` prints data for scripts on stdout.
+Each is one admin API call: the daemon's when it runs, else the same admin app served in this
+process (`load` and `unload` then say they need the daemon). `--json` prints data for scripts.
 """
 
 from __future__ import annotations
@@ -20,24 +20,17 @@ from rich.table import Table
 
 from appliance.api.admin.protocol import ImportProgress
 from appliance.cli.common import (
-    daemon_or_none,
+    admin_client,
     echo_json,
     human_bytes,
     stderr_console,
     stdout_console,
 )
 from appliance.cli.state import CliState, pass_state
-from appliance.client import AdminClient
-from appliance.errors import DaemonUnreachable, UsageError
+from appliance.errors import UsageError
 from appliance.records import ModelInfo
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
-
-
-def _store(state: CliState):  # type: ignore[no-untyped-def]
-    from appliance.store.models import ModelStore
-
-    return ModelStore(state.config.state_dir)
 
 
 @click.group()
@@ -50,8 +43,8 @@ def models() -> None:
 @pass_state
 def list_models(state: CliState, as_json: bool) -> None:
     """List installed models."""
-    with daemon_or_none(state.config) as client:
-        found = client.models() if client else _store(state).list()
+    with admin_client(state.config) as client:
+        found = client.models()
     if as_json:
         echo_json(found)
         return
@@ -72,8 +65,8 @@ def list_models(state: CliState, as_json: bool) -> None:
 @pass_state
 def show(state: CliState, name: str, as_json: bool) -> None:
     """Show one model's metadata."""
-    with daemon_or_none(state.config) as client:
-        model = client.show_model(name) if client else _store(state).get(name)
+    with admin_client(state.config) as client:
+        model = client.show_model(name)
     if as_json:
         echo_json(model)
         return
@@ -98,30 +91,17 @@ def import_model(
     Copies are checksummed and registered atomically; an interrupted URL download resumes
     when the same URL is imported again.
     """
-    is_url = source.startswith(("http://", "https://"))
     with _progress_bar(as_json) as (progress, task):
 
         def show(completed: int, total: int) -> None:
             progress.update(task, completed=completed, total=total)
 
-        with daemon_or_none(state.config) as client:
-            if client:
-                result = client.import_model(
-                    source, name, sha256=sha256,
-                    on_progress=lambda p: show(p.completed_bytes, p.total_bytes),
-                )  # fmt: skip
-                model, created = result.model, result.created
-            elif is_url:
-                from appliance.store.download import import_url
-
-                outcome = import_url(_store(state), source, name, sha256=sha256, progress=show)
-                model, created = outcome.model, outcome.created
-            else:
-                outcome = _store(state).import_path(
-                    Path(source), name, source=str(Path(source).absolute()), progress=show,
-                    sha256=sha256,
-                )  # fmt: skip
-                model, created = outcome.model, outcome.created
+        with admin_client(state.config) as client:
+            result = client.import_model(
+                source, name, sha256=sha256,
+                on_progress=lambda p: show(p.completed_bytes, p.total_bytes),
+            )  # fmt: skip
+    model, created = result.model, result.created
     assert model is not None
     if as_json:
         echo_json({"created": created, "model": model.model_dump(mode="json")})
@@ -156,8 +136,8 @@ class _progress_bar:
 @pass_state
 def verify(state: CliState, name: str | None, as_json: bool) -> None:
     """Re-hash one model's files (or every model's) and report damage; exit 1 if any."""
-    with daemon_or_none(state.config) as client:
-        results = client.verify_models(name) if client else _store(state).verify(name)
+    with admin_client(state.config) as client:
+        results = client.verify_models(name)
     if as_json:
         echo_json(results)
     else:
@@ -178,13 +158,8 @@ def verify(state: CliState, name: str | None, as_json: bool) -> None:
 @pass_state
 def export(state: CliState, name: str, output: Path, as_json: bool) -> None:
     """Write a model as one bundle (tar + manifest with checksums) for another box."""
-    with daemon_or_none(state.config) as client:
-        if client:
-            path = Path(client.export_model(name, output).path)
-        else:
-            from appliance.store.bundle import export_bundle
-
-            path = export_bundle(_store(state), name, output)
+    with admin_client(state.config) as client:
+        path = Path(client.export_model(name, output).path)
     if as_json:
         echo_json({"name": name, "path": str(path), "size_bytes": path.stat().st_size})
     else:
@@ -204,18 +179,15 @@ def template(
 ) -> None:
     """Replace a model's chat template with TEMPLATE_FILE (Jinja2), or --reset / --show it."""
     if show:
-        with daemon_or_none(state.config) as client:
-            model = client.show_model(name) if client else _store(state).get(name)
+        with admin_client(state.config) as client:
+            model = client.show_model(name)
         click.echo(model.chat_template or "")
         return
     if (template_file is None) == (not reset):
         raise UsageError("give a TEMPLATE_FILE to use, or --reset to use the model file's own")
     text = None if reset else template_file.read_text()  # type: ignore[union-attr]
-    with daemon_or_none(state.config) as client:
-        if client:
-            client.set_chat_template(name, text)
-        else:
-            _store(state).set_chat_template(name, text)
+    with admin_client(state.config) as client:
+        client.set_chat_template(name, text)
     stderr_console.print(f"{name}: {'file template restored' if reset else 'template replaced'}")
 
 
@@ -224,11 +196,8 @@ def template(
 @pass_state
 def remove(state: CliState, name: str) -> None:
     """Remove a model (unloading it first if the daemon has it loaded)."""
-    with daemon_or_none(state.config) as client:
-        if client:
-            client.remove_model(name)
-        else:
-            _store(state).remove(name)
+    with admin_client(state.config) as client:
+        client.remove_model(name)
     stderr_console.print(f"removed {name}")
 
 
@@ -238,13 +207,8 @@ def remove(state: CliState, name: str) -> None:
 @pass_state
 def load(state: CliState, name: str, as_json: bool) -> None:
     """Load a model in the running daemon (and wait until it answers)."""
-    with AdminClient(state.config.admin_socket) as client:
-        if not client.is_running():
-            raise DaemonUnreachable(
-                f"loading needs the daemon, which is not running on {state.config.admin_socket}"
-            )
-        with stderr_console.status(f"loading {name}…"):
-            loaded = client.load_model(name)
+    with admin_client(state.config) as client, stderr_console.status(f"loading {name}…"):
+        loaded = client.load_model(name)
     if as_json:
         echo_json(loaded)
     else:
@@ -259,7 +223,7 @@ def load(state: CliState, name: str, as_json: bool) -> None:
 @pass_state
 def unload(state: CliState, name: str, as_json: bool) -> None:
     """Stop a loaded model's worker in the running daemon (it stays installed)."""
-    with AdminClient(state.config.admin_socket) as client:
+    with admin_client(state.config) as client:
         result = client.unload_model(name)
     if as_json:
         echo_json(result)

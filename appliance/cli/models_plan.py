@@ -1,7 +1,7 @@
 """`appliance models catalog|fit|media`: what fits this box, and what a USB stick offers.
 
-Through the daemon when it runs (its device inventory), else directly: devices from
-`appliance.drivers.discover_all()`, the catalog and planner in-process.
+Admin API calls, like every admin command: the daemon's device inventory when it runs, else the
+same admin app in-process, discovering the devices itself.
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from pathlib import Path
 import click
 from rich.table import Table
 
-from appliance.cli.common import daemon_or_none, echo_json, human_bytes, stdout_console
+from appliance.cli.common import admin_client, echo_json, human_bytes, stdout_console
 from appliance.cli.state import CliState, pass_state
-from appliance.records import FitKind
+from appliance.records import FitKind, RemovableMount
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 context_option = click.option(
@@ -28,12 +28,6 @@ _STYLE = {
 }  # fmt: skip
 
 
-def _devices():  # type: ignore[no-untyped-def]
-    from appliance.drivers import discover_all
-
-    return discover_all()
-
-
 @click.command("catalog")
 @context_option
 @parallel_option
@@ -41,13 +35,8 @@ def _devices():  # type: ignore[no-untyped-def]
 @pass_state
 def catalog(state: CliState, context: int, parallel: int, as_json: bool) -> None:
     """The DeepSeek builds an appliance offers, each with its verdict for this box."""
-    with daemon_or_none(state.config) as client:
-        if client:
-            rows = client.catalog(context, parallel)
-        else:
-            from appliance.placement.fit import PlanOptions, catalog_verdicts
-
-            rows = catalog_verdicts(_devices(), PlanOptions(context, parallel))
+    with admin_client(state.config) as client:
+        rows = client.catalog(context, parallel)
     if as_json:
         echo_json(rows)
         return
@@ -76,27 +65,8 @@ def catalog(state: CliState, context: int, parallel: int, as_json: bool) -> None
 @pass_state
 def fit(state: CliState, model: str, context: int, parallel: int, as_json: bool) -> None:
     """Will MODEL (an installed name, or a catalog ID:QUANT) fit, and how: per device, in words."""
-    from appliance.placement.fit import PlanOptions, plan_catalog, plan_model
-
-    opts = PlanOptions(context, parallel)
-    entry_id, _, quant = model.partition(":")
-    with daemon_or_none(state.config) as client:
-        if quant and _in_catalog(entry_id):
-            from appliance.store.catalog import load_catalog
-
-            entry = load_catalog().get(entry_id)
-            devices = client.devices() if client else _devices()
-            plan = plan_catalog(entry, entry.file_for(quant), devices, opts)
-        elif client:
-            plan = client.fit_model(model, context, parallel)
-        else:
-            from appliance.store.models import ModelStore
-
-            store = ModelStore(state.config.state_dir)
-            try:
-                plan = plan_model(store.get(model), _devices(), opts)
-            finally:
-                store.close()
+    with admin_client(state.config) as client:
+        plan = client.fit_model(model, context, parallel)
     if as_json:
         echo_json(plan)
         return
@@ -109,31 +79,19 @@ def fit(state: CliState, model: str, context: int, parallel: int, as_json: bool)
             stdout_console.print(f"  - {line}")
 
 
-def _in_catalog(entry_id: str) -> bool:
-    from appliance.store.catalog import load_catalog
-
-    return any(entry.id == entry_id for entry in load_catalog().models)
-
-
 @click.command("media")
 @click.argument("path", required=False, type=click.Path(path_type=Path))
 @json_option
 @pass_state
 def media(state: CliState, path: Path | None, as_json: bool) -> None:
     """Model files on mounted USB sticks (or under PATH) that `import` can take."""
-    from appliance.records import RemovableMount
-
-    with daemon_or_none(state.config) as client:
+    with admin_client(state.config) as client:
         if path is not None:
-            files = client.media_files(path) if client else _files(path)
+            files = client.media_files(path)
             mounts = [RemovableMount(device="-", mount_point=str(path), filesystem="-",
                                      files=files)]  # fmt: skip
-        elif client:
-            mounts = client.media()
         else:
-            from appliance.store.media import scan_mounts
-
-            mounts = scan_mounts()
+            mounts = client.media()
     if as_json:
         echo_json(mounts)
         return
@@ -147,9 +105,3 @@ def media(state: CliState, path: Path | None, as_json: bool) -> None:
                                  f"{item.path}{extra}")  # fmt: skip
         if not mount.files:
             stdout_console.print("  nothing importable")
-
-
-def _files(path: Path):  # type: ignore[no-untyped-def]
-    from appliance.store.media import importable_files
-
-    return importable_files(path)

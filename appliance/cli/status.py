@@ -6,9 +6,8 @@ import click
 from rich.markup import escape
 from rich.table import Table
 
-from appliance.cli.common import echo_json, stdout_console
+from appliance.cli.common import admin_client, echo_json, stdout_console
 from appliance.cli.state import CliState, pass_state
-from appliance.client import AdminClient
 
 
 @click.command()
@@ -16,7 +15,7 @@ from appliance.client import AdminClient
 @pass_state
 def status(state: CliState, as_json: bool) -> None:
     """Show the daemon's URL, devices and loaded models (needs a running daemon)."""
-    with AdminClient(state.config.admin_socket) as client:
+    with admin_client(state.config) as client:
         info = client.status()
     if as_json:
         echo_json(info)

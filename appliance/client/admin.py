@@ -59,13 +59,22 @@ for _cls in (
     errors.UsageError, errors.ModelFormatError, errors.AuthenticationError,
     errors.PermissionDenied, errors.NotFound, errors.ModelNotFound, errors.Conflict,
     errors.StorageError, errors.EngineError, errors.ModelLoading, errors.EngineDead,
-    errors.Overloaded, errors.ConfigError,
+    errors.Overloaded, errors.ConfigError, errors.DaemonUnreachable, errors.RequestTooLarge,
+    errors.NoRoom, errors.ShuttingDown, errors.RateLimited,
 ):  # fmt: skip
     _ERRORS_BY_CODE[_cls.code] = _cls
 
 
 def error_from_code(code: str | None, message: str) -> errors.ApplianceError:
     return _ERRORS_BY_CODE.get(code or "", errors.ApplianceError)(message)
+
+
+def not_in_admin_group(socket_path: Path) -> errors.DaemonUnreachable:
+    """The socket's file mode is the authorisation: root and the appliance-admin group."""
+    return errors.DaemonUnreachable(
+        f"cannot use the admin socket {socket_path}: you are not in the appliance-admin group "
+        "(sudo usermod -aG appliance-admin $USER, then log in again)"
+    )
 
 
 def _unreachable(socket_path: Path, exc: Exception) -> errors.DaemonUnreachable:
@@ -75,10 +84,7 @@ def _unreachable(socket_path: Path, exc: Exception) -> errors.DaemonUnreachable:
             "or hung (`systemctl status ai-appliance` shows its state)"
         )
     if isinstance(exc, PermissionError) or "Permission denied" in str(exc):
-        return errors.DaemonUnreachable(
-            f"no permission to use the admin socket {socket_path}; run as root or join the "
-            "appliance-admin group"
-        )
+        return not_in_admin_group(socket_path)
     return errors.DaemonUnreachable(
         f"the appliance daemon is not running (no answer on {socket_path}); start it with "
         "`systemctl start ai-appliance` or `appliance serve`"
@@ -116,12 +122,15 @@ def _final_import(lines: list[ImportProgress]) -> ImportProgress:
 
 
 class AdminClient:
-    """Blocking client, for the CLI."""
+    """Blocking client, for the CLI: over the admin socket, or over `transport` (the CLI passes
+    an `InProcessTransport` serving the admin app itself when no daemon runs)."""
 
-    def __init__(self, socket_path: Path) -> None:
+    def __init__(self, socket_path: Path, transport: httpx.BaseTransport | None = None) -> None:
         self.socket_path = socket_path
         self._http = httpx.Client(
-            transport=httpx.HTTPTransport(uds=str(socket_path)), base_url=_BASE, timeout=_TIMEOUT
+            transport=transport or httpx.HTTPTransport(uds=str(socket_path)),
+            base_url=_BASE,
+            timeout=_TIMEOUT,
         )
 
     def __enter__(self) -> AdminClient:

@@ -141,7 +141,9 @@ def media() -> Call[list[RemovableMount]]:
 
 
 def media_files(path: Path) -> Call[list[ImportableFile]]:
-    return Call("GET", "/admin/media/files", _list(ImportableFile), {"path": str(path)})
+    # Absolute: the daemon has another working folder.
+    params = {"path": str(path.absolute())}
+    return Call("GET", "/admin/media/files", _list(ImportableFile), params)
 
 
 def set_chat_template(name: str, template: str | None) -> Call[ModelInfo]:

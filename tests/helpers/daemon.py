@@ -36,11 +36,11 @@ def appliance_env(home: Path, **extra: str) -> dict[str, str]:
 
 
 def run_cli(
-    home: Path, *args: str, check: bool = True, **env: str
+    home: Path, *args: str, check: bool = True, cwd: Path | None = None, **env: str
 ) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(
         [*APPLIANCE, *args], env=appliance_env(home, **env), capture_output=True, text=True,
-        timeout=300,
+        timeout=300, cwd=cwd,
     )  # fmt: skip
     if check and result.returncode != 0:
         raise AssertionError(f"appliance {' '.join(args)} failed: {result.stderr}")

@@ -22,7 +22,7 @@ from appliance.api.admin.protocol import (
 )
 from appliance.api.deps import AdminSocketDep, ServicesDep, require_admin_socket
 from appliance.errors import ApplianceError, UsageError
-from appliance.placement.fit import PlanOptions, catalog_verdicts, plan_model
+from appliance.placement.fit import PlanOptions, catalog_verdicts, plan_catalog, plan_model
 from appliance.records import (
     CatalogVerdict,
     FitPlan,
@@ -33,6 +33,7 @@ from appliance.records import (
     VerifyResult,
 )
 from appliance.store.bundle import export_bundle
+from appliance.store.catalog import load_catalog
 from appliance.store.download import import_url
 from appliance.store.media import importable_files, scan_mounts
 from appliance.store.models import ImportResult
@@ -81,10 +82,16 @@ async def show_model(name: str, services: ServicesDep) -> ModelInfo:
 async def fit_model(
     name: str, services: ServicesDep, context: int = 4096, parallel: int = 1
 ) -> FitPlan:
+    """How an installed model, or a catalog build named `ID:QUANT`, fits each device."""
+    opts = PlanOptions(context_length=context, parallel=parallel)
+    entry_id, _, quant = name.partition(":")
+    entries = {entry.id: entry for entry in load_catalog().models}
+    if quant and entry_id in entries:
+        entry = entries[entry_id]
+        return plan_catalog(entry, entry.file_for(quant), services.devices.devices(), opts)
     info = services.store.get(name)
     if info.shape is None:
         raise UsageError(f"{name} has no recorded layer shape (an ONNX model or an old import)")
-    opts = PlanOptions(context_length=context, parallel=parallel)
     return plan_model(info, services.devices.devices(), opts)
 
 
