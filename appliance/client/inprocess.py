@@ -78,6 +78,14 @@ class InProcessTransport(httpx.BaseTransport):
     def close(self) -> None:
         if self._loop.is_closed():
             return
+
+        async def end_what_runs() -> None:  # an answer left unread, a request interrupted
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        asyncio.run_coroutine_threadsafe(end_what_runs(), self._loop).result()
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join()
         self._loop.close()

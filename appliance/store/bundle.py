@@ -15,6 +15,7 @@ any fault deletes the temp folder. `tarfile.extractall` is never used.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -22,15 +23,16 @@ import os
 import tarfile
 import time
 from pathlib import Path, PurePosixPath
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 
 from appliance.errors import ModelFormatError
 from appliance.records import ModelFormat
 from appliance.store import blobs
 from appliance.store.blobs import Progress
-
-if TYPE_CHECKING:
-    from appliance.store.models import ImportResult, ModelStore
+from appliance.store.gguf_meta import read_gguf_metadata
+from appliance.store.names import check_model_name
+from appliance.store.onnx_meta import read_onnx_metadata
+from appliance.store.staging import ImportResult, Staging
 
 MANIFEST = "manifest.json"
 BUNDLE_VERSION = 1
@@ -38,9 +40,16 @@ MAX_MANIFEST_BYTES = 1024 * 1024
 MAX_FILES = 10_000
 
 
-def export_bundle(
-    store: ModelStore, name: str, dest: Path, progress: Progress | None = None
-) -> Path:
+def is_bundle(path: Path) -> bool:
+    """A tar (a bundle, or something to refuse as one); a `.gguf` never is."""
+    if path.suffix == ".gguf":
+        return False
+    with contextlib.suppress(OSError):
+        return tarfile.is_tarfile(path)
+    return False
+
+
+def export_bundle(store: Staging, name: str, dest: Path, progress: Progress | None = None) -> Path:
     """Write `name` as a bundle to `dest` (via a temp file beside it, renamed when complete)."""
     model = store.get(name)
     src = Path(model.path)
@@ -90,7 +99,7 @@ def export_bundle(
         os.replace(tmp, dest)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
-        raise store._storage_error(exc, f"bundle {dest}", total) from None
+        raise store.storage_error(exc, f"bundle {dest}", total) from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -98,13 +107,9 @@ def export_bundle(
 
 
 def import_bundle(
-    store: ModelStore, src: Path, name: str | None = None, *, progress: Progress | None = None
+    store: Staging, src: Path, name: str | None = None, *, progress: Progress | None = None
 ) -> ImportResult:
     """Verify and import a bundle; nothing is registered unless every checksum matches."""
-    from appliance.store.gguf_meta import read_gguf_metadata
-    from appliance.store.models import check_model_name
-    from appliance.store.onnx_meta import read_onnx_metadata
-
     src = Path(src)
     partial = store.new_partial()
     try:
@@ -142,7 +147,7 @@ def import_bundle(
     except tarfile.TarError as exc:
         raise ModelFormatError(f"{src}: not a readable bundle ({exc})") from None
     except OSError as exc:
-        raise store._storage_error(exc, str(src), 0) from None
+        raise store.storage_error(exc, str(src), 0) from None
     finally:
         blobs.remove_tree(partial)
 

@@ -23,7 +23,7 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import httpx
@@ -37,9 +37,11 @@ from appliance.errors import (
 )
 from appliance.store import blobs
 from appliance.store.blobs import Progress
-
-if TYPE_CHECKING:
-    from appliance.store.models import ImportResult, ModelStore
+from appliance.store.bundle import import_bundle, is_bundle
+from appliance.store.catalog import find_by_url
+from appliance.store.gguf_meta import read_gguf_metadata
+from appliance.store.names import check_model_name, default_model_name
+from appliance.store.staging import ImportResult, Staging
 
 log = logging.getLogger(__name__)
 
@@ -177,7 +179,7 @@ def _attempt(
 
 
 def import_url(
-    store: ModelStore,
+    store: Staging,
     url: str,
     name: str | None = None,
     *,
@@ -188,10 +190,6 @@ def import_url(
     max_failures: int = MAX_FAILURES_IN_A_ROW,
 ) -> ImportResult:
     """Download `url` (resuming a partial one) and import it like a local file."""
-    from appliance.store.catalog import find_by_url
-    from appliance.store.gguf_meta import read_gguf_metadata
-    from appliance.store.models import _is_tar, check_model_name, default_model_name
-
     filename = unquote(Path(urlsplit(url).path).name)
     name = check_model_name(name) if name is not None else default_model_name(filename or url)
     known = find_by_url(url)
@@ -208,7 +206,7 @@ def import_url(
     except OSError as exc:  # the disk filled up (or failed) under the transfer
         written = dest.stat().st_size if dest.exists() else 0
         _discard(dest, sidecar)
-        raise store._storage_error(exc, url, written) from None
+        raise store.storage_error(exc, url, written) from None
     try:
         if expected and digest != expected:
             raise ModelFormatError(
@@ -220,9 +218,7 @@ def import_url(
                 f"{url}: {size:,} bytes, but the catalog lists {known.file.size_bytes:,} for "
                 f"{known.file.file}; the download was discarded"
             )
-        if _is_tar(dest):
-            from appliance.store.bundle import import_bundle
-
+        if is_bundle(dest):
             return import_bundle(store, dest, name, progress=progress)
         meta = read_gguf_metadata(dest)
         blobs.fsync_file(dest)

@@ -1,33 +1,30 @@
-"""The model store: the `models` registry table and the model files under `<state_dir>/models`.
+"""The model registry: the `models` table and the model files under `<state_dir>/models`.
 
-Imports only `appliance.records`, `appliance.errors` and the store's own modules; the API, CLI and
-engine manager are its clients, never the other way round.
+Imports only `appliance.records`, `appliance.errors` and the store's leaf modules (db, blobs,
+gguf_meta, names, staging), never an importer: the ONNX, bundle and URL importers use the
+registry through its staging interface (`staging.Staging`), and `importing.py`, above them all,
+decides which importer takes a source. The API, CLI and engine manager are its clients.
 
 Blobs are content-addressed (`models/blobs/sha256-<hex>.gguf`, or a `.onnx` folder): bytes
 imported under two names are stored once, and `verify` can re-hash against the name. Every
-import path (local file or folder, URL download, bundle) ends the same way: the bytes sit
-complete and fsynced in a temp path inside `models/` (same filesystem, so the rename is atomic),
-`_commit` renames them to the blob path, and only then `_register` inserts the row. A failure at
-any step leaves neither a temp file nor a row behind.
+import (local GGUF file here; folder, URL download and bundle through staging) ends the same
+way: the bytes sit complete and fsynced in a temp path inside `models/` (same filesystem, so
+the rename is atomic), `commit_and_register` renames them to the blob path, and only then is the
+row inserted. A failure at any step leaves neither a temp file nor a row behind.
 """
 
 from __future__ import annotations
 
 import builtins
-import contextlib
 import errno
 import json
 import logging
 import os
-import re
 import secrets
 import shutil
 import sqlite3
-import tarfile
 import time
 from pathlib import Path
-
-from pydantic import BaseModel
 
 from appliance.chat_template import check_template
 from appliance.errors import (
@@ -43,40 +40,17 @@ from appliance.store import blobs
 from appliance.store.blobs import Progress
 from appliance.store.db import Database
 from appliance.store.gguf_meta import ModelMetadata, read_gguf_metadata
+from appliance.store.names import check_model_name, default_model_name
+from appliance.store.staging import ImportResult
 
 log = logging.getLogger(__name__)
 
-NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 # Room left over after an import, so the database and the journal can still be written.
 FREE_SPACE_MARGIN_BYTES = 64 * 1024 * 1024
 PARTIAL_PREFIX = ".import-"
 PARTIAL_SUFFIX = ".partial"
 
 __all__ = ["ImportResult", "ModelStore", "Progress", "VerifyResult"]
-
-
-class ImportResult(BaseModel):
-    model: ModelInfo
-    created: bool
-    """False when the same file was already registered under this name (nothing changed)."""
-
-
-def check_model_name(name: str) -> str:
-    if not NAME_PATTERN.fullmatch(name):
-        raise UsageError(
-            f"invalid model name {name!r}: use letters, digits and . - _ : (at most 128 "
-            "characters, starting with a letter or digit)"
-        )
-    return name
-
-
-def default_model_name(src: Path | str) -> str:
-    """`SmolLM2-135M-Instruct.Q4_1.gguf` -> `smollm2-135m-instruct.q4_1`."""
-    stem = Path(str(src)).name.lower().removesuffix(".gguf").removesuffix(".tar")
-    name = re.sub(r"[^a-z0-9._:-]+", "-", stem).lstrip("._:-").rstrip("._:-")[:128]
-    if not name:
-        raise UsageError(f"cannot make a model name from {str(src)!r}; give one with --name")
-    return name
 
 
 class ModelStore:
@@ -119,27 +93,6 @@ class ModelStore:
 
     # -- importing -------------------------------------------------------------------------
 
-    def import_path(
-        self,
-        src: Path,
-        name: str | None = None,
-        *,
-        source: str = "",
-        progress: Progress | None = None,
-        sha256: str | None = None,
-    ) -> ImportResult:
-        """Import whatever `src` is: a GGUF file, an ONNX model folder or a bundle (.tar)."""
-        src = Path(src)
-        if src.is_dir():
-            from appliance.store.onnx_meta import import_onnx_dir
-
-            return import_onnx_dir(self, src, name, source=source, progress=progress)
-        if src.is_file() and _is_tar(src):
-            from appliance.store.bundle import import_bundle
-
-            return import_bundle(self, src, name, progress=progress)
-        return self.import_file(src, name, source=source, progress=progress, sha256=sha256)
-
     def import_file(
         self,
         src: Path,
@@ -181,7 +134,7 @@ class ModelStore:
                 expected_sha256=sha256, catalog_id=catalog_id,
             )  # fmt: skip
         except OSError as exc:
-            raise self._storage_error(exc, str(src), total) from None
+            raise self.storage_error(exc, str(src), total) from None
         finally:
             blobs.remove_tree(partial)
 
@@ -284,7 +237,7 @@ class ModelStore:
         if taken is not None and taken["size_bytes"] != total:
             raise _conflict(name)  # a different size is a different file: no need to hash
 
-    def _storage_error(self, exc: OSError, what: str, total: int) -> StorageError:
+    def storage_error(self, exc: OSError, what: str, total: int) -> StorageError:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
             free = shutil.disk_usage(self.models_dir).free
             return blobs.disk_full(what, self.models_dir, total, free)
@@ -398,14 +351,6 @@ def _check_digest(digest: str, expected: str | None, source: str) -> None:
             f"{source}: sha256 {digest} does not match the expected {expected.lower()}; the "
             "file is damaged or not the one you meant, so nothing was imported"
         )
-
-
-def _is_tar(path: Path) -> bool:
-    if path.suffix == ".gguf":
-        return False
-    with contextlib.suppress(OSError):
-        return tarfile.is_tarfile(path)
-    return False
 
 
 def _process_alive(pid: int) -> bool:

@@ -22,9 +22,10 @@ from appliance.records import ModelFormat
 from appliance.store import blobs
 from appliance.store.blobs import Progress
 from appliance.store.gguf_meta import MAX_SPECIAL_TOKENS, ModelMetadata
+from appliance.store.names import check_model_name, default_model_name
 
 if TYPE_CHECKING:
-    from appliance.store.models import ImportResult, ModelStore
+    from appliance.store.staging import ImportResult, Staging
 
 # Protobuf refuses messages over 2 GiB; bigger graphs keep their weights in external files.
 MAX_GRAPH_BYTES = 2 * 1024**3
@@ -93,7 +94,7 @@ def read_onnx_metadata(folder: Path) -> ModelMetadata:
 
 
 def import_onnx_dir(
-    store: ModelStore,
+    store: Staging,
     src: Path,
     name: str | None = None,
     *,
@@ -102,8 +103,6 @@ def import_onnx_dir(
     catalog_id: str | None = None,
 ) -> ImportResult:
     """Copy an ONNX model folder into the store as one folder blob and register it."""
-    from appliance.store.models import check_model_name, default_model_name
-
     src = Path(src)
     meta = read_onnx_metadata(src)
     name = check_model_name(name) if name is not None else default_model_name(src)
@@ -127,7 +126,7 @@ def import_onnx_dir(
             source=source or str(src.absolute()), fmt=ModelFormat.ONNX, catalog_id=catalog_id,
         )  # fmt: skip
     except OSError as exc:
-        raise store._storage_error(exc, str(src), total) from None
+        raise store.storage_error(exc, str(src), total) from None
     finally:
         blobs.remove_tree(partial)
 

@@ -14,6 +14,7 @@ from appliance.errors import ModelFormatError
 from appliance.records import ModelFormat
 from appliance.store import ModelStore
 from appliance.store.bundle import export_bundle, import_bundle
+from appliance.store.importing import import_path
 from helpers.tiny_gguf import write_tiny_model
 from helpers.tiny_onnx import write_tiny_onnx
 
@@ -45,14 +46,14 @@ def test_a_gguf_travels_by_bundle_with_its_name_digest_and_source(tmp_path, box_
         assert tar.getnames() == ["manifest.json", "model/R1-Tiny-Q4_0.gguf"]
         manifest = json.load(tar.extractfile("manifest.json"))
     assert manifest["sha256"] == original.sha256 and manifest["name"] == "r1-tiny"
-    copied = box_b.import_path(bundle).model
+    copied = import_path(box_b, bundle).model
     assert (copied.name, copied.sha256, copied.source) == ("r1-tiny", original.sha256, str(src))
     assert copied.architecture == "deepseek2" and copied.shape == original.shape
     assert [r.ok for r in box_b.verify()] == [True]
 
 
 def test_an_onnx_folder_travels_by_bundle(tmp_path, box_a, box_b):
-    box_a.import_path(write_tiny_onnx(tmp_path / "onnx", quant="int8"), "tiny-onnx")
+    import_path(box_a, write_tiny_onnx(tmp_path / "onnx", quant="int8"), "tiny-onnx")
     bundle = export_bundle(box_a, "tiny-onnx", tmp_path / "onnx.tar")
     copied = import_bundle(box_b, bundle, "renamed").model
     assert copied.format == ModelFormat.ONNX and copied.quantization == "int8"
@@ -69,7 +70,7 @@ def test_a_flipped_byte_in_the_bundle_is_caught_before_anything_is_registered(
     data[-20_000] ^= 0xFF  # inside the model file's bytes, well before the tar's end blocks
     bundle.write_bytes(bytes(data))
     with pytest.raises(ModelFormatError, match=r"checksum mismatch for model/m\.gguf"):
-        box_b.import_path(bundle)
+        import_path(box_b, bundle)
     assert box_b.list() == []
     assert leftovers(box_b) == ["blobs"]
 
@@ -123,7 +124,7 @@ def test_a_tar_without_a_manifest_is_not_a_bundle(tmp_path, box_b):
     with tarfile.open(path, "w") as tar:
         tar.add(write_tiny_model(tmp_path / "m.gguf", "qwen2"), "m.gguf")
     with pytest.raises(ModelFormatError, match="not a model bundle"):
-        box_b.import_path(path)
+        import_path(box_b, path)
 
 
 def test_a_bundle_cut_short_is_refused(tmp_path, box_a, box_b):
@@ -131,5 +132,5 @@ def test_a_bundle_cut_short_is_refused(tmp_path, box_a, box_b):
     bundle = export_bundle(box_a, "m", tmp_path / "m.tar")
     bundle.write_bytes(bundle.read_bytes()[:-60_000])
     with pytest.raises(ModelFormatError):
-        box_b.import_path(bundle)
+        import_path(box_b, bundle)
     assert box_b.list() == [] and leftovers(box_b) == ["blobs"]

@@ -10,6 +10,7 @@ import pytest
 from appliance.errors import NotFound
 from appliance.store import ModelStore
 from appliance.store.bundle import export_bundle
+from appliance.store.importing import import_path
 from appliance.store.media import importable_files, removable_mounts, scan_mounts
 from helpers.tiny_gguf import write_tiny_model
 from helpers.tiny_onnx import write_tiny_onnx
@@ -72,7 +73,7 @@ def test_a_listed_file_imports_as_listed(box, tmp_path):
     [item] = importable_files(stick)
     store = ModelStore(tmp_path / "state")
     try:
-        assert store.import_path(Path(item.path)).model.architecture == "deepseek2"
+        assert import_path(store, Path(item.path)).model.architecture == "deepseek2"
     finally:
         store.close()
 

@@ -23,6 +23,7 @@ from appliance.errors import (
 )
 from appliance.records import ModelFormat
 from appliance.store import ImportResult, ModelStore, blobs, models
+from appliance.store.importing import import_path
 from helpers.tiny_gguf import write_tiny_llama
 
 
@@ -234,7 +235,7 @@ def test_a_folder_without_an_onnx_model_is_refused_naming_what_is_missing(store,
     (tmp_path / "photos").mkdir()
     (tmp_path / "photos" / "cat.jpg").write_bytes(b"\xff\xd8")
     with pytest.raises(ModelFormatError, match=r"no \.onnx file"):
-        store.import_path(tmp_path / "photos")
+        import_path(store, tmp_path / "photos")
     assert store.list() == []
 
 

@@ -12,6 +12,7 @@ import pytest
 
 from appliance.records import ModelFormat
 from appliance.store import ModelStore
+from appliance.store.importing import import_path
 from helpers.deepseek_vocab import BOS, vocabulary
 from helpers.tiny_onnx import write_tiny_onnx
 
@@ -72,7 +73,7 @@ def test_the_folder_carries_genai_config_tokenizer_and_the_deepseek_template(fol
 def test_store_imports_the_folder_with_its_quantization_read_from_the_graph(tmp_path, folder):
     store = ModelStore(tmp_path / "state")
     try:
-        model = store.import_path(folder, "tiny-onnx").model
+        model = import_path(store, folder, "tiny-onnx").model
         assert model.format == ModelFormat.ONNX
         assert model.architecture == "tiny_decoder"
         assert model.quantization == ("int8" if folder.name.endswith("int8") else "fp32")
@@ -81,7 +82,7 @@ def test_store_imports_the_folder_with_its_quantization_read_from_the_graph(tmp_
         stored = Path(model.path)
         assert stored.is_dir() and (stored / "model.onnx").is_file()
         assert [r.ok for r in store.verify("tiny-onnx")] == [True]
-        assert store.import_path(folder, "tiny-onnx").created is False  # same folder: no change
+        assert import_path(store, folder, "tiny-onnx").created is False  # same folder: no change
         store.remove("tiny-onnx")
         assert not stored.exists()
     finally:
@@ -91,7 +92,7 @@ def test_store_imports_the_folder_with_its_quantization_read_from_the_graph(tmp_
 def test_a_changed_file_inside_a_stored_onnx_folder_fails_verify(tmp_path):
     store = ModelStore(tmp_path / "state")
     try:
-        model = store.import_path(write_tiny_onnx(tmp_path / "m"), "m").model
+        model = import_path(store, write_tiny_onnx(tmp_path / "m"), "m").model
         config = Path(model.path) / "genai_config.json"
         config.chmod(0o644)
         config.write_text(config.read_text().replace("256", "512"))

@@ -34,9 +34,9 @@ from appliance.records import (
 )
 from appliance.store.bundle import export_bundle
 from appliance.store.catalog import load_catalog
-from appliance.store.download import import_url
+from appliance.store.importing import import_source
 from appliance.store.media import importable_files, scan_mounts
-from appliance.store.models import ImportResult
+from appliance.store.staging import ImportResult
 
 router = APIRouter()
 
@@ -118,13 +118,9 @@ async def import_model(
 def _run_import(
     body: ImportRequest, services: ServicesDep, progress: Callable[[int, int], None]
 ) -> ImportResult:
-    if body.url is not None:
-        return import_url(services.store, body.url, body.name, sha256=body.sha256,
-                          progress=progress)  # fmt: skip
-    assert body.path is not None
-    return services.store.import_path(
-        Path(body.path), body.name, source=body.path, progress=progress, sha256=body.sha256
-    )
+    source = body.url if body.url is not None else body.path
+    assert source is not None
+    return import_source(services.store, source, body.name, progress=progress, sha256=body.sha256)
 
 
 async def _import_lines(body: ImportRequest, services: ServicesDep) -> AsyncIterator[str]:
