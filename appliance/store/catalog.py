@@ -146,13 +146,3 @@ def find_by_url(url: str) -> CatalogMatch | None:
             if item.url == url:
                 return CatalogMatch(entry, item)
     return None
-
-
-def find_by_file_name(file_name: str) -> CatalogMatch | None:
-    """The entry a downloaded file belongs to, by its published name (case-insensitive)."""
-    wanted = file_name.lower()
-    for entry in load_catalog().models:
-        for item in entry.files:
-            if item.file.lower() == wanted:
-                return CatalogMatch(entry, item)
-    return None

@@ -13,7 +13,6 @@ from appliance.api.openai.reasoning import (
     Split,
     parse_format,
     prompt_opens_thinking,
-    split_text,
 )
 
 # (output text, prompt opened <think>, expected reasoning, expected content)
@@ -32,6 +31,11 @@ CASES = [
     ("<think>\n\n</think>\n\nskipped thinking", False, "", "skipped thinking"),
     ("two\n\nlines\n</think>\n\nand\n\nmore\n", True, "two\n\nlines", "and\n\nmore\n"),
 ]
+
+
+def split_text(text: str, *, thinking_opened: bool = False) -> Split:
+    """A whole (non-streamed) answer goes through the same splitter, in one piece."""
+    return run([text], thinking_opened)
 
 
 def run(pieces: list[str], opened: bool) -> Split:

@@ -10,7 +10,6 @@ from appliance.api.openai.tools import (
     ToolCallStream,
     parse_deepseek_call,
     parse_forced,
-    parse_tool_calls,
 )
 
 DS_R1 = (
@@ -27,6 +26,14 @@ HERMES = (
     '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>\n'
     '<tool_call>\n{"name": "get_time", "arguments": "{\\"zone\\": \\"CET\\"}"}\n</tool_call>'
 )
+
+
+def parse_tool_calls(text: str) -> tuple[str, list]:
+    """A whole (non-streamed) answer goes through the same stream parser, in one piece."""
+    stream = ToolCallStream()
+    content, calls = stream.feed(text)
+    more, last = stream.finish()
+    return content + more, calls + last
 
 
 def names_and_args(calls: list) -> list[tuple[str, dict]]:

@@ -145,16 +145,6 @@ class GoldenAnswer(AdminModel):
     """Whether the (easy) fact came out right; small models may miss it, so only a hint."""
 
 
-class ErrorBody(AdminModel):
-    code: str
-    message: str
-    title: str
-
-
-class ErrorEnvelope(AdminModel):
-    error: ErrorBody
-
-
 class DiskUsage(AdminModel):
     path: str
     """The folder measured: the state folder, where models are stored."""

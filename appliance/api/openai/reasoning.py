@@ -197,10 +197,3 @@ def make_splitter(
     if fmt == ReasoningFormat.NONE:
         return PassThrough(thinking_opened=thinking_opened)
     return ReasoningSplitter(thinking_opened=thinking_opened)
-
-
-def split_text(text: str, *, thinking_opened: bool = False) -> Split:
-    """Split a whole (non-streamed) output at once."""
-    splitter = ReasoningSplitter(thinking_opened=thinking_opened)
-    first, rest = splitter.feed(text), splitter.finish()
-    return Split(first.reasoning + rest.reasoning, first.content + rest.content)

@@ -209,11 +209,3 @@ class ToolCallStream:
         for marker in _FRAMING:
             rest = rest.replace(marker, "")
         return rest.strip(), calls
-
-
-def parse_tool_calls(text: str) -> tuple[str, list[ToolCall]]:
-    """Split a whole answer into its text and its tool calls."""
-    stream = ToolCallStream()
-    content, calls = stream.feed(text)
-    more, last = stream.finish()
-    return content + more, calls + last
