@@ -232,7 +232,8 @@ class Config(BaseSettings):
     home: Path | None = None
     """One directory used instead of every system path (set by `APPLIANCE_HOME`)."""
     default_model: str | None = None
-    """Model loaded at start; when unset, the best-fitting installed model."""
+    """Model loaded at start; when unset, the largest installed GGUF model that the fit planner
+    says runs on this box's devices."""
     api: ApiSettings = ApiSettings()
     paths: PathSettings = PathSettings()
     engine: EngineSettings = EngineSettings()
