@@ -11,6 +11,7 @@ import openai
 import pytest
 
 from appliance.client import AdminClient
+from appliance.errors import ModelNotFound
 from helpers.daemon import Daemon, run_cli, start_daemon, stop_daemon
 
 SYSTEM = "You answer questions for the staff of ACME. " * 30
@@ -36,8 +37,17 @@ def test_repeated_system_prompt_shows_as_prefix_cache_hits(daemon: Daemon) -> No
 
 
 def test_stats_of_a_model_that_is_not_installed_is_404(daemon: Daemon) -> None:
-    with AdminClient(daemon.admin_socket) as admin, pytest.raises(Exception, match="nope"):
+    transport = httpx.HTTPTransport(uds=str(daemon.admin_socket))
+    with httpx.Client(transport=transport, base_url="http://appliance") as http:
+        response = http.get("/admin/models/nope/stats")
+    assert response.status_code == 404
+    error = response.json()["error"]
+    assert error["code"] == "model_not_found"
+    assert error["message"] == "model 'nope' is not installed; installed: smollm2"
+    # The admin client turns the envelope into the matching error.
+    with AdminClient(daemon.admin_socket) as admin, pytest.raises(ModelNotFound) as caught:
         admin.model_stats("nope")
+    assert caught.value.message == error["message"]
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,5 @@
-"""The test helpers' tiny GGUFs are models llama.cpp really loads, tokenizes and runs."""
+"""The test helpers' own tests (not the store's): the tiny GGUFs they write are models llama.cpp
+really loads, tokenizes and runs, so tests built on them test something real."""
 
 from __future__ import annotations
 
