@@ -114,16 +114,20 @@ def test_template_export_fit_media_unload_and_rm_through_the_running_daemon(
     assert exported["path"] == str(tmp_path / "tiny.tar")  # relative to the caller, not the daemon
     assert (tmp_path / "tiny.tar").stat().st_size == exported["size_bytes"]
 
-    loaded = json.loads(run_cli(daemon.home, "models", "load", "tiny-admin", "--json").stdout)
-    assert loaded["state"] == "ready"
-    assert run_cli(daemon.home, "models", "unload", "tiny-admin").stderr.strip() == (
-        "unloaded tiny-admin"
-    )
-    again = run_cli(daemon.home, "models", "unload", "tiny-admin").stderr.strip()
-    assert again == "tiny-admin was not loaded"
-    run_cli(daemon.home, "models", "load", "tiny-admin")
-    run_cli(daemon.home, "models", "rm", "tiny-admin")  # unloads it first
-    status = json.loads(run_cli(daemon.home, "status", "--json").stdout)
-    assert "tiny-admin" not in [m["name"] for m in status["models_loaded"]]
+    # Loading it evicts the shared daemon's default model (engine.max_loaded): put that back.
+    try:
+        loaded = json.loads(run_cli(daemon.home, "models", "load", "tiny-admin", "--json").stdout)
+        assert loaded["state"] == "ready"
+        assert run_cli(daemon.home, "models", "unload", "tiny-admin").stderr.strip() == (
+            "unloaded tiny-admin"
+        )
+        again = run_cli(daemon.home, "models", "unload", "tiny-admin").stderr.strip()
+        assert again == "tiny-admin was not loaded"
+        run_cli(daemon.home, "models", "load", "tiny-admin")
+        run_cli(daemon.home, "models", "rm", "tiny-admin")  # unloads it first
+        status = json.loads(run_cli(daemon.home, "status", "--json").stdout)
+        assert "tiny-admin" not in [m["name"] for m in status["models_loaded"]]
+    finally:
+        run_cli(daemon.home, "models", "load", "smollm2")
     names = [m["name"] for m in json.loads(run_cli(daemon.home, "models", "list", "--json").stdout)]
     assert names == ["smollm2"]
