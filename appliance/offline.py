@@ -30,11 +30,13 @@ from appliance.store.audit import AuditLog
 from appliance.store.keys import KeyStore
 from appliance.store.models import ModelStore
 
+_START = "start it with `systemctl start ai-appliance` or `appliance serve`"
+
 
 def needs_daemon(config: Config, what: str) -> DaemonUnreachable:
     return DaemonUnreachable(
         f"{what} needs the appliance daemon, which is not running (nothing answers on "
-        f"{config.admin_socket}); start it with `systemctl start ai-appliance` or `appliance serve`"
+        f"{config.admin_socket}); {_START}"
     )
 
 
@@ -42,13 +44,16 @@ class NoEngine(EngineManager):
     """An engine manager that never starts a worker: with no daemon, no model is loaded."""
 
     def __init__(self, config: Config) -> None:
-        async def refuse(info: ModelInfo) -> ModelPlacement:
+        async def refuse(info: ModelInfo) -> ModelPlacement:  # unreached: start_loading refuses
             raise needs_daemon(config, f"loading {info.name}")
 
         super().__init__(config, placer=refuse)
 
     def loaded(self) -> list[LoadedModel]:
-        raise needs_daemon(self.config, "a report on the loaded models")
+        raise DaemonUnreachable(
+            f"the appliance daemon is not running (nothing answers on {self.config.admin_socket}),"
+            f" so no model is loaded; {_START}"
+        )
 
     def start_loading(self, info: ModelInfo, *, pinned: bool = False) -> asyncio.Task[None]:
         raise needs_daemon(self.config, f"loading or using {info.name}")

@@ -15,6 +15,9 @@ router = APIRouter()
 
 @router.get("/status", operation_id="admin_status")
 async def status(services: ServicesDep) -> DaemonStatus:
+    # First: without a daemon (the CLI's in-process admin app) this is where it refuses, before
+    # any device is asked anything.
+    loaded = services.engine.loaded()
     config = services.config
     certificate = services.tls.certificate if services.tls else None
     return DaemonStatus(
@@ -28,7 +31,7 @@ async def status(services: ServicesDep) -> DaemonStatus:
         admin_socket=str(config.admin_socket),
         default_model=services.default_model,
         devices=services.devices.devices(),
-        models_loaded=services.engine.loaded(),
+        models_loaded=loaded,
         models_installed=len(services.store.list()),
         runtime=services.devices.runtimes_if_probed(),
         tls_mode=config.tls.mode,
