@@ -131,3 +131,13 @@ def test_template_export_fit_media_unload_and_rm_through_the_running_daemon(
         run_cli(daemon.home, "models", "load", "smollm2")
     names = [m["name"] for m in json.loads(run_cli(daemon.home, "models", "list", "--json").stdout)]
     assert names == ["smollm2"]
+
+
+def test_without_a_daemon_only_device_questions_run_discovery(tmp_path: Path) -> None:
+    # An operator's vendor choice that finds nothing fails discovery, as the daemon's start does.
+    ascend_only = {"APPLIANCE_DEVICES__DRIVER": "ascend"}  # no Ascend NPU on a test box
+    assert run_cli(tmp_path, "keys", "list", "--json", **ascend_only).stdout.strip() == "[]"
+    assert run_cli(tmp_path, "models", "list", "--json", **ascend_only).stdout.strip() == "[]"
+    devices = run_cli(tmp_path, "devices", "--json", check=False, **ascend_only)
+    assert devices.returncode == 2
+    assert "devices.driver is 'ascend', but that driver found no device" in devices.stderr
