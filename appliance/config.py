@@ -204,6 +204,14 @@ class TlsSettings(Section):
         return self
 
 
+class DiscoverySettings(Section):
+    enabled: bool = True
+    """Announce the LAN API over mDNS (`_appliance._tcp` and `_http._tcp`) so `appliance discover`
+    and service browsers on the LAN find the box."""
+    name: str = ""
+    """Name announced on the LAN; empty: `AI appliance on <hostname>`."""
+
+
 class RuntimeSettings(Section):
     llama_dir: Path | None = None
     """Folder of the llama.cpp runtime builds (`cpu`, `cuda`, `cann`).
@@ -243,6 +251,7 @@ class Config(BaseSettings):
     audit: AuditSettings = AuditSettings()
     tls: TlsSettings = TlsSettings()
     runtime: RuntimeSettings = RuntimeSettings()
+    discovery: DiscoverySettings = DiscoverySettings()
 
     @classmethod
     def settings_customise_sources(

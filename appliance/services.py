@@ -12,6 +12,7 @@ from typing import Any
 
 from appliance.config import Config
 from appliance.devices import DeviceManager
+from appliance.discovery import Advertiser
 from appliance.engine.manager import EngineManager
 from appliance.engine.scheduler import KeyRates, Scheduler
 from appliance.firmware_hooks.runner import HookRunner
@@ -44,5 +45,7 @@ class Services:
     audit: AuditLog | None = None
     tls: TlsState | None = None
     """The LAN listener's certificate and SSL context; None when `tls.mode` is off."""
+    advertiser: Advertiser | None = None
+    """The mDNS announcement of the LAN API; None when `discovery.enabled` is off."""
     metrics: Any = None
     """`api.metrics.Metrics` when metrics are on (typed loosely: services may not import api)."""

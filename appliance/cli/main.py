@@ -63,6 +63,7 @@ def _register() -> None:
         audit,
         config_cmd,
         devices,
+        discover,
         doctor,
         firstboot,
         hooks,
@@ -84,6 +85,7 @@ def _register() -> None:
     cli.add_command(doctor.doctor)
     cli.add_command(hooks.hooks)
     cli.add_command(firstboot.firstboot)
+    cli.add_command(discover.discover)
 
 
 _register()

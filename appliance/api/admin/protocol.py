@@ -37,6 +37,8 @@ class DaemonStatus(AdminModel):
     tls_fingerprint: str | None = None
     """SHA-256 of the certificate the LAN API presents (`AB:CD:…`); None without TLS."""
     tls_not_after: float | None = None
+    discovery: str = "off"
+    """mDNS announcement of the LAN API: `advertised as 'NAME' on ADDRESSES`, `off`, or why not."""
 
 
 class ImportRequest(AdminModel):
