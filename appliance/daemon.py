@@ -378,6 +378,12 @@ async def _serve(
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop, sig.name)
+
+    def restart() -> None:
+        services.restart_requested = True
+        stop("a restart request")
+
+    services.request_restart = restart
     loop.add_signal_handler(signal.SIGHUP, reload_tls, services)
     services.engine.start()
     startup = asyncio.create_task(_boot(services), name="boot")
@@ -540,3 +546,24 @@ def serve(config: Config) -> None:
             metrics_sock.close()
         with contextlib.suppress(FileNotFoundError):
             config.admin_socket.unlink()
+    if services.restart_requested:
+        start_again()
+
+
+# systemd: the unit lists this status in RestartForceExitStatus= and SuccessExitStatus=, so the
+# service manager starts the daemon again (fresh cgroup, same unit) and does not count a failure.
+RESTART_EXIT_STATUS = 75
+
+
+def start_again() -> None:
+    """After a drained stop asked for by `POST /admin/restart`: under systemd, exit and let
+    the unit start us; anywhere else, replace this process with a new `appliance serve`."""
+    if os.environ.get("INVOCATION_ID") or os.environ.get("NOTIFY_SOCKET"):
+        log.info("restarting: exiting with status %d for systemd to start us again",
+                 RESTART_EXIT_STATUS)  # fmt: skip
+        sys.exit(RESTART_EXIT_STATUS)
+    argv = [sys.executable, "-m", "appliance", *sys.argv[1:]]
+    log.info("restarting: %s", " ".join(argv))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, argv)

@@ -7,6 +7,7 @@ temporary home, and lets the LAN and admin apps share the same engine and store.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,5 +48,8 @@ class Services:
     """The LAN listener's certificate and SSL context; None when `tls.mode` is off."""
     advertiser: Advertiser | None = None
     """The mDNS announcement of the LAN API; None when `discovery.enabled` is off."""
+    request_restart: Callable[[], None] | None = None
+    """Drain and start again (`POST /admin/restart`); set by the daemon's serve loop."""
+    restart_requested: bool = False
     metrics: Any = None
     """`api.metrics.Metrics` when metrics are on (typed loosely: services may not import api)."""

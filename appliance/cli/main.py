@@ -86,6 +86,7 @@ def _register() -> None:
     cli.add_command(hooks.hooks)
     cli.add_command(firstboot.firstboot)
     cli.add_command(discover.discover)
+    cli.add_command(config_cmd.restart)
 
 
 _register()

@@ -26,6 +26,8 @@ from appliance.api.admin.protocol import (
     KeyCreated,
     LogLine,
     ModelRemoved,
+    Restarting,
+    SettingsSaved,
 )
 from appliance.records import (
     Accelerator,
@@ -174,6 +176,15 @@ def revoke_key(name_or_id: str) -> Call[ApiKeyPublic]:
 
 def settings() -> Call[DaemonSettings]:
     return Call("GET", "/admin/config", DaemonSettings.model_validate)
+
+
+def change_settings(changes: dict[str, Any]) -> Call[SettingsSaved]:
+    """Validate and save; `None` or "" for a key drops its earlier change."""
+    return Call("PATCH", "/admin/config", SettingsSaved.model_validate, json={"changes": changes})
+
+
+def restart() -> Call[Restarting]:
+    return Call("POST", "/admin/restart", Restarting.model_validate)
 
 
 def logs(after: int = 0, level: str = "INFO", limit: int = 500) -> Call[list[LogLine]]:
