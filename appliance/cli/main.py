@@ -69,6 +69,7 @@ def _register() -> None:
         hooks,
         keys,
         models,
+        models_pin,
         serve,
         status,
         tui,
@@ -78,6 +79,8 @@ def _register() -> None:
     cli.add_command(status.status)
     cli.add_command(devices.devices)
     cli.add_command(models.models)
+    models.models.add_command(models_pin.pin)
+    models.models.add_command(models_pin.unpin)
     cli.add_command(keys.keys)
     cli.add_command(config_cmd.config)
     cli.add_command(tui.tui)

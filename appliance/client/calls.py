@@ -111,6 +111,11 @@ def load_model(name: str) -> Call[LoadedModel]:
     return Call("POST", f"/admin/models/{name}/load", LoadedModel.model_validate)
 
 
+def pin_model(name: str, pinned: bool) -> Call[LoadedModel]:
+    return Call("PUT", f"/admin/models/{name}/pin", LoadedModel.model_validate,
+                json={"pinned": pinned})  # fmt: skip
+
+
 def unload_model(name: str) -> Call[ModelRemoved]:
     return Call("POST", f"/admin/models/{name}/unload", ModelRemoved.model_validate)
 

@@ -22,6 +22,7 @@ from appliance.engine.client import WorkerProcess
 from appliance.engine.messages import Delta, Done, Embeddings, Load, Stats, Submit
 from appliance.errors import (
     ApplianceError,
+    Conflict,
     EngineDead,
     EngineError,
     ModelLoading,
@@ -343,6 +344,19 @@ class EngineManager:
         """SIGTERM: start no new loads; requests waiting for one are ended at the drain's end
         (`abort_all`), or as soon as the load ends unready (e.g. its self-test was stopped)."""
         self._draining = reason
+
+    def set_pinned(self, name: str, pinned: bool) -> LoadedModel:
+        """Pin a loaded model (never unloaded when idle nor to make room, until unpinned or
+        unloaded) or unpin it; pins last until the daemon stops."""
+        model = self._models.get(name)
+        if model is None or model.record.state in (ModelState.FAILED,):
+            raise Conflict(
+                f"model {name!r} is not loaded; load it first (a load by the administrator pins it)"
+            )
+        model.record.pinned = pinned
+        if not pinned:
+            model.last_used = time.monotonic()  # its keep-alive counts from now, not from before
+        return model.record.model_copy()
 
     def admit(self, info: ModelInfo) -> None:
         """Raise Overloaded when the model's slots and queue are all taken."""

@@ -79,6 +79,12 @@ class ImportProgress(AdminModel):
     error_code: str | None = None
 
 
+class PinRequest(AdminModel):
+    pinned: bool
+    """True: never unloaded when idle nor to make room for another model; false: the usual
+    keep-alive and least-recently-used rules apply again."""
+
+
 ReasoningFormatName = Literal["deepseek", "ollama", "vllm", "none"]
 
 
