@@ -28,6 +28,7 @@ from appliance.api.admin.protocol import (
     ModelRemoved,
     Restarting,
     SettingsSaved,
+    SetupDone,
 )
 from appliance.records import (
     Accelerator,
@@ -186,6 +187,10 @@ def settings() -> Call[DaemonSettings]:
 def change_settings(changes: dict[str, Any]) -> Call[SettingsSaved]:
     """Validate and save; `None` or "" for a key drops its earlier change."""
     return Call("PATCH", "/admin/config", SettingsSaved.model_validate, json={"changes": changes})
+
+
+def setup_done(done: SetupDone) -> Call[SetupDone]:
+    return Call("POST", "/admin/setup", SetupDone.model_validate, json=done.model_dump())
 
 
 def restart() -> Call[Restarting]:

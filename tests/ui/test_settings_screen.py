@@ -9,13 +9,14 @@ from pathlib import Path
 import pytest
 
 from appliance.ui.app import ApplianceApp
-from helpers.console import modal_text, rows, settle, text
+from helpers.console import modal_text, rows, set_up_before_start, settle, text
 from helpers.daemon import Daemon, start_daemon, stop_daemon
 
 
 @pytest.fixture
 def own_daemon(tmp_path: Path) -> Iterator[Daemon]:
     # Restarted by the test: not the session's shared console daemon.
+    set_up_before_start(tmp_path)
     daemon = start_daemon(tmp_path, wait_ready=False)
     yield daemon
     stop_daemon(daemon)

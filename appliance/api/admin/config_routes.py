@@ -44,8 +44,11 @@ def _source(key: str, console: dict[str, Any], file_keys: set[str]) -> str:
     return "file" if key in file_keys else "default"
 
 
-def _editable(running: Config) -> tuple[list[EditableSetting], list[str]]:
+def _editable(
+    running: Config, default_model: str | None
+) -> tuple[list[EditableSetting], list[str]]:
     now = as_flat(running.model_dump(mode="json"))
+    now["default_model"] = default_model  # the one chosen at start, named or not
     console = as_flat(read_overrides(running.state_dir))
     try:
         upcoming = as_flat(load_config().model_dump(mode="json"))
@@ -77,7 +80,7 @@ def _file_data() -> dict[str, Any]:
 @router.get("/config", operation_id="admin_config")
 async def config(services: ServicesDep) -> DaemonSettings:
     path = default_config_path()
-    editable, pending = await asyncio.to_thread(_editable, services.config)
+    editable, pending = await asyncio.to_thread(_editable, services.config, services.default_model)
     return DaemonSettings(
         settings=services.config.model_dump(mode="json"),
         config_file=str(path),
@@ -98,6 +101,7 @@ async def change_config(body: SettingsChange, services: ServicesDep) -> Settings
 
     upcoming, saved_to = await asyncio.to_thread(save)
     now = as_flat(services.config.model_dump(mode="json"))
+    now["default_model"] = services.default_model  # the one chosen at start, named or not
     after = as_flat(upcoming.model_dump(mode="json"))
     return SettingsSaved(
         saved_to=saved_to,

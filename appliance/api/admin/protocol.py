@@ -37,6 +37,8 @@ class DaemonStatus(AdminModel):
     tls_fingerprint: str | None = None
     """SHA-256 of the certificate the LAN API presents (`AB:CD:…`); None without TLS."""
     tls_not_after: float | None = None
+    setup_complete: bool = True
+    """False until an administrator finished (or skipped) the console's first-boot wizard."""
     discovery: str = "off"
     """mDNS announcement of the LAN API: `advertised as 'NAME' on ADDRESSES`, `off`, or why not."""
 
@@ -251,6 +253,14 @@ class SettingsSaved(AdminModel):
     """Changed settings that take effect when the daemon restarts (`POST /admin/restart`)."""
     overridden_by_environment: list[str] = []
     """Saved, but an `APPLIANCE_*` variable in the daemon's environment wins over them."""
+
+
+class SetupDone(AdminModel):
+    """`POST /admin/setup`: the first-boot wizard finished (or was skipped)."""
+
+    skipped: bool = False
+    summary: dict[str, Any] = {}
+    """What the administrator chose (model, exposure, TLS), kept for support."""
 
 
 class Restarting(AdminModel):
