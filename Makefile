@@ -45,7 +45,8 @@ run: setup
 
 # The tests drive real tools: umockdev fakes PCI devices and /dev nodes (libudev is what pyudev
 # loads), the systemd units are checked with systemd-analyze, -sysusers and -tmpfiles, and the
-# console's end-to-end test drives `appliance tui` in tmux.
+# console's end-to-end test drives `appliance tui` in tmux; the mDNS tests run daemons in a
+# private network namespace (unshare, ip).
 test-system-deps:
 	@missing=""; \
 	command -v umockdev-run >/dev/null || missing="$$missing umockdev"; \
@@ -54,6 +55,8 @@ test-system-deps:
 	command -v systemd-analyze >/dev/null || missing="$$missing systemd"; \
 	command -v shellcheck >/dev/null || missing="$$missing shellcheck"; \
 	command -v tmux >/dev/null || missing="$$missing tmux"; \
+	command -v ip >/dev/null || missing="$$missing iproute2"; \
+	command -v unshare >/dev/null || missing="$$missing util-linux"; \
 	command -v dpkg-buildpackage >/dev/null || missing="$$missing dpkg-dev"; \
 	command -v dh >/dev/null || missing="$$missing debhelper"; \
 	command -v lintian >/dev/null || missing="$$missing lintian"; \

@@ -1,8 +1,10 @@
 """The one configuration model: `/etc/ai-appliance/config.toml` plus `APPLIANCE_*` overrides.
 
-Imports only `appliance.errors`. Every setting is declared once here with its default and a
-docstring; environment variables override the file as `APPLIANCE_SECTION__KEY` (e.g.
-`APPLIANCE_ENGINE__THREADS=4`), and three short forms exist for scripts and tests:
+Imports only `appliance.errors` and `appliance.config_overrides` (the settings changed from
+the console, layered over the file: environment > console changes > file > defaults). Every
+setting is declared once here with its default and a docstring; environment variables
+override the file as `APPLIANCE_SECTION__KEY` (e.g. `APPLIANCE_ENGINE__THREADS=4`), and three
+short forms exist for scripts and tests:
 
 - `APPLIANCE_CONFIG`  the config file (default `/etc/ai-appliance/config.toml`, or
                       `$APPLIANCE_HOME/config.toml` when a home is set)
@@ -31,6 +33,14 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from appliance.config_overrides import (
+    EDITABLE,
+    as_flat,
+    as_nested,
+    layered,
+    overrides_path,
+    read_overrides,
+)
 from appliance.errors import ConfigError
 
 SYSTEM_CONFIG = Path("/etc/ai-appliance/config.toml")
@@ -204,6 +214,14 @@ class TlsSettings(Section):
         return self
 
 
+class DiscoverySettings(Section):
+    enabled: bool = True
+    """Announce the LAN API over mDNS (`_appliance._tcp` and `_http._tcp`) so `appliance discover`
+    and service browsers on the LAN find the box."""
+    name: str = ""
+    """Name announced on the LAN; empty: `AI appliance on <hostname>`."""
+
+
 class RuntimeSettings(Section):
     llama_dir: Path | None = None
     """Folder of the llama.cpp runtime builds (`cpu`, `cuda`, `cann`).
@@ -244,6 +262,7 @@ class Config(BaseSettings):
     audit: AuditSettings = AuditSettings()
     tls: TlsSettings = TlsSettings()
     runtime: RuntimeSettings = RuntimeSettings()
+    discovery: DiscoverySettings = DiscoverySettings()
 
     @classmethod
     def settings_customise_sources(
@@ -311,6 +330,20 @@ def load_config(path: Path | None = None) -> Config:
     explicit = path is not None or bool(os.environ.get("APPLIANCE_CONFIG"))
     path = path or default_config_path()
     data = _read_toml(path, must_exist=explicit)
+    config = _validated(data, path)
+    # Where the console's changes live depends on the file (paths.state_dir), so read them after.
+    changes = read_overrides(config.state_dir)
+    if changes:
+        config = _validated(layered(data, changes), path, changes, overrides_path(config.state_dir))
+    return config
+
+
+def _validated(
+    data: dict[str, Any],
+    path: Path,
+    changes: dict[str, Any] | None = None,
+    changes_file: Path | None = None,
+) -> Config:
     listen_override = os.environ.get("APPLIANCE_LISTEN")
     try:
         config = Config(**data)
@@ -319,10 +352,39 @@ def load_config(path: Path | None = None) -> Config:
                 {**config.api.model_dump(), "listen": listen_override}
             )
     except ValidationError as exc:
-        raise ConfigError(_describe(exc, path, listen_override)) from None
+        changed = set(as_flat(changes or {}))
+        raise ConfigError(_describe(exc, path, listen_override, changed, changes_file)) from None
     if config.home is not None:
         config.home = config.home.expanduser().absolute()
     return config
+
+
+def with_changes(
+    changes: dict[str, Any], path: Path | None = None
+) -> tuple[Config, dict[str, Any]]:
+    """Validate console changes (`{"api.listen": "0.0.0.0:8081"}`) against the whole
+    configuration; return the configuration they give and the new contents of the overrides
+    file (flat keys). A value of None or "" drops the change: the file's value applies again."""
+    path = path or default_config_path()
+    data = _read_toml(path, must_exist=False)
+    state_dir = _validated(data, path).state_dir
+    current = as_flat(read_overrides(state_dir))
+    for key, value in changes.items():
+        if key not in EDITABLE:
+            known = {name for name, *_ in settings_reference()}
+            what = "is not a setting" if key not in known else "cannot be changed from the console"
+            raise ConfigError(
+                f"'{key}' {what}; the console can change: {', '.join(EDITABLE)}. "
+                f"Others: edit {path} as root, then restart"
+            )
+        if value is None or value == "":
+            current.pop(key, None)
+        else:
+            current[key] = value
+    config = _validated(layered(data, as_nested(current)), path, as_nested(current))
+    # Store what pydantic made of each value (`"300"` becomes 300.0), not the raw text.
+    dumped = as_flat(config.model_dump(mode="json"))
+    return config, {key: dumped[key] for key in current}
 
 
 def _read_toml(path: Path, *, must_exist: bool) -> dict[str, Any]:
@@ -342,11 +404,27 @@ def _read_toml(path: Path, *, must_exist: bool) -> dict[str, Any]:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
 
 
-def _describe(exc: ValidationError, path: Path, listen_override: str | None) -> str:
-    """Turn pydantic's report into one line per problem, each naming the key."""
+def _describe(
+    exc: ValidationError,
+    path: Path,
+    listen_override: str | None,
+    changed: set[str] | None = None,
+    changes_file: Path | None = None,
+) -> str:
+    """Turn pydantic's report into one line per problem, each naming the key and its source."""
     lines = []
     for error in exc.errors():
         key = ".".join(str(part) for part in error["loc"])
+        if changed and key in changed:
+            message = error["msg"].removeprefix("Value error, ")
+            got = error.get("input")
+            shown = "" if isinstance(got, dict) or "got" in message else f", got {got!r}"
+            source = (
+                f"changed from the console, kept in {changes_file}" if changes_file
+                else "not saved"
+            )  # fmt: skip
+            lines.append(f"invalid value for '{key}' ({source}): {message}{shown}")
+            continue
         if error["type"] == "extra_forbidden":
             known = _known_keys(error["loc"][:-1])
             lines.append(f"unknown key '{key}' in {path} (known keys here: {known})")

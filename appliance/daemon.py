@@ -30,6 +30,7 @@ from appliance.api.app import create_admin_app, create_app
 from appliance.api.metrics import Metrics, create_metrics_app
 from appliance.config import Config, parse_listen
 from appliance.devices import DeviceManager, DriverFailed
+from appliance.discovery import Advertiser, Announcement, multicast_addresses
 from appliance.engine.manager import EngineManager, Placer
 from appliance.engine.scheduler import Scheduler
 from appliance.errors import ApplianceError, ConfigError, StorageError
@@ -51,16 +52,24 @@ log = logging.getLogger("appliance.daemon")
 ADMIN_GROUP = "appliance-admin"
 
 
+_ONCE = (
+    "Started server process [%d]",
+    "Waiting for application startup.",
+    "Shutting down",
+    "Finished server process [%d]",
+)
+
+
 class _OncePerProcess(logging.Filter):
-    """uvicorn says "Started server process [pid]" (and "Waiting for application startup") once
-    per server; the daemon runs several in one process, and a journal needs each line once."""
+    """uvicorn says "Started server process [pid]", "Shutting down" and the like once per
+    server; the daemon runs several in one process, and a journal needs each line once."""
 
     def __init__(self) -> None:
         super().__init__()
         self._seen: set[str] = set()
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.msg not in ("Started server process [%d]", "Waiting for application startup."):
+        if record.msg not in _ONCE:
             return True
         first = record.msg not in self._seen
         self._seen.add(str(record.msg))
@@ -212,8 +221,53 @@ def build_services(config: Config) -> tuple[Services, str | None]:
     )
     if config.metrics.enabled:
         services.metrics = Metrics(services)
+    services.advertiser = advertiser_for(config, services)
     services.default_model = choose_default_model(store.list(), devices.devices(), config)
     return services, new_key
+
+
+def advertiser_for(config: Config, services: Services) -> Advertiser | None:
+    """The mDNS announcement of the LAN API, or None when discovery is off."""
+    if not config.discovery.enabled:
+        return None
+    host, port = config.listen_address
+    addresses, why_not = multicast_addresses(host)
+    certificate = services.tls.certificate if services.tls else None
+    advertiser = Advertiser(
+        Announcement(
+            name=config.discovery.name or f"AI appliance on {socket.gethostname()}",
+            port=port,
+            addresses=addresses,
+            tls=certificate is not None,
+            api_key_required=config.api.require_api_key,
+            version=__version__,
+            fingerprint=certificate.fingerprint if certificate else None,
+        )
+    )
+    if why_not:
+        advertiser.summary = f"not announced: {why_not}"
+    return advertiser
+
+
+async def _advertise(advertiser: Advertiser) -> None:
+    """Announce the API; a LAN without multicast must not keep the box from serving."""
+    if not advertiser.announcement.addresses:
+        log.info("mDNS: %s", advertiser.summary)
+        return
+    try:
+        await advertiser.start()
+    except Exception as error:  # zeroconf raises OSError, NonUniqueNameException, timeouts...
+        advertiser.summary = f"failed: {error or type(error).__name__}"
+        log.warning("mDNS announcement failed (the API still serves): %s", advertiser.summary)
+
+
+async def _withdraw(advertiser: Advertiser) -> None:
+    try:
+        if await advertiser.stop():
+            log.info("mDNS: announcement withdrawn")
+    except Exception as error:  # shutting down: a failed goodbye only delays other boxes' view
+        log.warning("mDNS goodbye failed: %s", error)
+    advertiser.summary = "withdrawn: the appliance is shutting down"
 
 
 def announce(services: Services, new_key: str | None) -> None:
@@ -247,6 +301,14 @@ def announce(services: Services, new_key: str | None) -> None:
             else ("/metrics on the LAN API (with an API key)")
         )
         lines.append(f"Metrics: {where}")
+    advertiser = services.advertiser
+    if advertiser is None:
+        lines.append("mDNS: off (discovery.enabled)")
+    elif advertiser.announcement.addresses:
+        found = advertiser.announcement
+        lines.append(f"mDNS: announcing '{found.name}' on {', '.join(found.addresses)}")
+    else:
+        lines.append(f"mDNS: {advertiser.summary}")
     lines.append(f"Admin socket: {config.admin_socket}  (`appliance tui`, `appliance status`)")
     model = services.default_model or "none installed (`appliance models import FILE`)"
     lines.append(f"Default model: {model}")
@@ -279,6 +341,7 @@ async def _serve(
     loop = asyncio.get_running_loop()
 
     expiry: list[asyncio.TimerHandle] = []
+    mdns: list[asyncio.Task[None]] = []
 
     def expire() -> None:
         reason = (
@@ -299,13 +362,28 @@ async def _serve(
             "received %s; taking no new connections, answers in progress may go on for %g s",
             signame, drain_s,
         )  # fmt: skip
+        services.engine.drain(
+            "the appliance is shutting down; no model is loaded while it stops. Retry when it "
+            "is back"
+        )
         abort_self_test()  # a CPU variant self-test in progress must not hold the exit up
+        if services.advertiser is not None:
+            # Goodbye packets now: clients on the LAN stop offering a box that takes no one.
+            for task in mdns:
+                task.cancel()
+            mdns.append(loop.create_task(_withdraw(services.advertiser)))
         for server in servers:
             server.should_exit = True
         expiry.append(loop.call_later(drain_s, expire))
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop, sig.name)
+
+    def restart() -> None:
+        services.restart_requested = True
+        stop("a restart request")
+
+    services.request_restart = restart
     loop.add_signal_handler(signal.SIGHUP, reload_tls, services)
     services.engine.start()
     startup = asyncio.create_task(_boot(services), name="boot")
@@ -316,6 +394,8 @@ async def _serve(
         name="devices",
     )
     prune = asyncio.create_task(_prune_audit_daily(services), name="audit-prune")
+    if services.advertiser is not None:
+        mdns.append(asyncio.create_task(_advertise(services.advertiser), name="mdns"))
     # systemd (Type=notify): readiness, status and the watchdog; a no-op outside systemd.
     notifier = Notifier()
     reporter = ServiceNotifier(
@@ -333,6 +413,10 @@ async def _serve(
         watch.cancel()
         prune.cancel()
         unsubscribe()
+        if services.advertiser is not None:
+            mdns[0].cancel()  # still registering: stop that, then say goodbye
+            await asyncio.gather(*mdns, return_exceptions=True)
+            await _withdraw(services.advertiser)
         await services.engine.shutdown()
         notifier.close()
 
@@ -462,3 +546,24 @@ def serve(config: Config) -> None:
             metrics_sock.close()
         with contextlib.suppress(FileNotFoundError):
             config.admin_socket.unlink()
+    if services.restart_requested:
+        start_again()
+
+
+# systemd: the unit lists this status in RestartForceExitStatus= and SuccessExitStatus=, so the
+# service manager starts the daemon again (fresh cgroup, same unit) and does not count a failure.
+RESTART_EXIT_STATUS = 75
+
+
+def start_again() -> None:
+    """After a drained stop asked for by `POST /admin/restart`: under systemd, exit and let
+    the unit start us; anywhere else, replace this process with a new `appliance serve`."""
+    if os.environ.get("INVOCATION_ID") or os.environ.get("NOTIFY_SOCKET"):
+        log.info("restarting: exiting with status %d for systemd to start us again",
+                 RESTART_EXIT_STATUS)  # fmt: skip
+        sys.exit(RESTART_EXIT_STATUS)
+    argv = [sys.executable, "-m", "appliance", *sys.argv[1:]]
+    log.info("restarting: %s", " ".join(argv))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, argv)

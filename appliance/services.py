@@ -7,11 +7,13 @@ temporary home, and lets the LAN and admin apps share the same engine and store.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from appliance.config import Config
 from appliance.devices import DeviceManager
+from appliance.discovery import Advertiser
 from appliance.engine.manager import EngineManager
 from appliance.engine.scheduler import KeyRates, Scheduler
 from appliance.firmware_hooks.runner import HookRunner
@@ -44,5 +46,10 @@ class Services:
     audit: AuditLog | None = None
     tls: TlsState | None = None
     """The LAN listener's certificate and SSL context; None when `tls.mode` is off."""
+    advertiser: Advertiser | None = None
+    """The mDNS announcement of the LAN API; None when `discovery.enabled` is off."""
+    request_restart: Callable[[], None] | None = None
+    """Drain and start again (`POST /admin/restart`); set by the daemon's serve loop."""
+    restart_requested: bool = False
     metrics: Any = None
     """`api.metrics.Metrics` when metrics are on (typed loosely: services may not import api)."""

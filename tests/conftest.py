@@ -22,6 +22,7 @@ from helpers.runtime import RUNTIME_CACHE, runtime_report
 os.environ["APPLIANCE_RUNTIME__CACHE_DIR"] = str(RUNTIME_CACHE)
 
 from appliance.store.embedded import embedded_model_path
+from helpers.console import set_up_before_start
 from helpers.daemon import Daemon, run_cli, start_daemon, stop_daemon
 
 
@@ -43,6 +44,7 @@ def embedded_model() -> Path:
 def daemon(tmp_path_factory: pytest.TempPathFactory, embedded_model: Path) -> Iterator[Daemon]:
     home = tmp_path_factory.mktemp("home")
     run_cli(home, "models", "import", str(embedded_model), "--name", "smollm2")
+    set_up_before_start(home)  # a box past its first-boot wizard (tests/ui/test_wizard.py walks it)
     handle = start_daemon(home)
     yield handle
     stop_daemon(handle)

@@ -25,6 +25,7 @@ from appliance.ui.screens.keys import KeysScreen
 from appliance.ui.screens.logs import LogsScreen
 from appliance.ui.screens.models import ModelsScreen
 from appliance.ui.screens.settings import SettingsScreen
+from appliance.ui.screens.wizard import WizardScreen
 from appliance.ui.widgets.modals import ErrorModal
 from appliance.ui.widgets.nav import SCREENS
 
@@ -71,6 +72,7 @@ class ApplianceApp(App[None]):
         self.client = client or AsyncAdminClient(admin_socket)
         self.status: DaemonStatus | None = None
         self._polling = False
+        self._wizard_offered = False
 
     async def on_mount(self) -> None:
         self.sub_title = str(self.admin_socket)
@@ -96,6 +98,10 @@ class ApplianceApp(App[None]):
             if self.daemon_error:
                 self.daemon_error = ""
                 self.screen.run_worker(self._after_reconnect(), exclusive=False)
+            if not self.status.setup_complete and not self._wizard_offered:
+                # Once per console session: Esc closes it until the console is opened again.
+                self._wizard_offered = True
+                self.push_screen(WizardScreen(self.status, self.client))
         finally:
             self._polling = False
 

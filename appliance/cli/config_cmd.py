@@ -1,4 +1,5 @@
-"""`appliance config check|show|schema`: validate and explain the configuration."""
+"""`appliance config check|show|schema|set|unset` and `appliance restart`: validate, explain
+and change the configuration (changes go through the daemon, which validates and saves them)."""
 
 from __future__ import annotations
 
@@ -97,3 +98,55 @@ def example() -> None:
 def reference() -> None:
     """Print every setting as a Markdown table (the one in docs/configuration.md)."""
     click.echo(reference_markdown())
+
+
+def _save(state: CliState, changes: dict[str, object], restart_now: bool) -> None:
+    from appliance.client import AdminClient, calls
+
+    with AdminClient(state.config.admin_socket) as client:
+        saved = client.run(calls.change_settings(changes))
+        click.echo(f"saved to {saved.saved_to}")
+        for key in saved.overridden_by_environment:
+            click.echo(f"note: an APPLIANCE_* variable in the daemon's environment wins over {key}")
+        if not saved.restart_required:
+            click.echo("the daemon already runs with these values")
+        elif restart_now:
+            click.echo(client.run(calls.restart()).message)
+        else:
+            click.echo(
+                f"takes effect at the next start ({', '.join(saved.restart_required)}): "
+                "`appliance restart`"
+            )
+
+
+@config.command("set")
+@click.argument("key")
+@click.argument("value")
+@click.option("--restart", "restart_now", is_flag=True, help="Restart the daemon to apply it.")
+@pass_state
+def set_setting(state: CliState, key: str, value: str, restart_now: bool) -> None:
+    """Change a setting through the daemon (validated, kept in <state>/settings.toml).
+
+    KEY is one the console may change, e.g. `engine.keep_alive_s`; `appliance config show`
+    lists the settings. VALUE is read like the config file's (numbers, true/false, text).
+    """
+    _save(state, {key: value}, restart_now)
+
+
+@config.command("unset")
+@click.argument("key")
+@click.option("--restart", "restart_now", is_flag=True, help="Restart the daemon to apply it.")
+@pass_state
+def unset_setting(state: CliState, key: str, restart_now: bool) -> None:
+    """Drop a change made with `config set`: the config file's value applies again."""
+    _save(state, {key: None}, restart_now)
+
+
+@click.command()
+@pass_state
+def restart(state: CliState) -> None:
+    """Drain and restart the daemon (e.g. to apply saved settings)."""
+    from appliance.client import AdminClient, calls
+
+    with AdminClient(state.config.admin_socket) as client:
+        click.echo(client.run(calls.restart()).message)

@@ -63,11 +63,13 @@ def _register() -> None:
         audit,
         config_cmd,
         devices,
+        discover,
         doctor,
         firstboot,
         hooks,
         keys,
         models,
+        models_pin,
         serve,
         status,
         tui,
@@ -77,6 +79,8 @@ def _register() -> None:
     cli.add_command(status.status)
     cli.add_command(devices.devices)
     cli.add_command(models.models)
+    models.models.add_command(models_pin.pin)
+    models.models.add_command(models_pin.unpin)
     cli.add_command(keys.keys)
     cli.add_command(config_cmd.config)
     cli.add_command(tui.tui)
@@ -84,6 +88,8 @@ def _register() -> None:
     cli.add_command(doctor.doctor)
     cli.add_command(hooks.hooks)
     cli.add_command(firstboot.firstboot)
+    cli.add_command(discover.discover)
+    cli.add_command(config_cmd.restart)
 
 
 _register()

@@ -31,6 +31,7 @@ def status(state: CliState, as_json: bool) -> None:
         )  # fmt: skip
     else:
         stdout_console.print("TLS: off (tls.mode)")
+    stdout_console.print(f"mDNS: {escape(info.discovery)}", soft_wrap=True)
     stdout_console.print(f"Default model: {info.default_model or '-'}")
     runtime = info.runtime
     if runtime is None:

@@ -26,6 +26,9 @@ from appliance.api.admin.protocol import (
     KeyCreated,
     LogLine,
     ModelRemoved,
+    Restarting,
+    SettingsSaved,
+    SetupDone,
 )
 from appliance.records import (
     Accelerator,
@@ -109,6 +112,11 @@ def load_model(name: str) -> Call[LoadedModel]:
     return Call("POST", f"/admin/models/{name}/load", LoadedModel.model_validate)
 
 
+def pin_model(name: str, pinned: bool) -> Call[LoadedModel]:
+    return Call("PUT", f"/admin/models/{name}/pin", LoadedModel.model_validate,
+                json={"pinned": pinned})  # fmt: skip
+
+
 def unload_model(name: str) -> Call[ModelRemoved]:
     return Call("POST", f"/admin/models/{name}/unload", ModelRemoved.model_validate)
 
@@ -176,6 +184,19 @@ def revoke_key(name_or_id: str) -> Call[ApiKeyPublic]:
 
 def settings() -> Call[DaemonSettings]:
     return Call("GET", "/admin/config", DaemonSettings.model_validate)
+
+
+def change_settings(changes: dict[str, Any]) -> Call[SettingsSaved]:
+    """Validate and save; `None` or "" for a key drops its earlier change."""
+    return Call("PATCH", "/admin/config", SettingsSaved.model_validate, json={"changes": changes})
+
+
+def setup_done(done: SetupDone) -> Call[SetupDone]:
+    return Call("POST", "/admin/setup", SetupDone.model_validate, json=done.model_dump())
+
+
+def restart() -> Call[Restarting]:
+    return Call("POST", "/admin/restart", Restarting.model_validate)
 
 
 def logs(after: int = 0, level: str = "INFO", limit: int = 500) -> Call[list[LogLine]]:

@@ -22,11 +22,13 @@ from appliance.engine.client import WorkerProcess
 from appliance.engine.messages import Delta, Done, Embeddings, Load, Stats, Submit
 from appliance.errors import (
     ApplianceError,
+    Conflict,
     EngineDead,
     EngineError,
     ModelLoading,
     NoRoom,
     Overloaded,
+    ShuttingDown,
 )
 from appliance.records import LoadedModel, ModelInfo, ModelPlacement, ModelState
 
@@ -94,6 +96,11 @@ class EngineManager:
         self._housekeeping: asyncio.Task[None] | None = None
         self._room = asyncio.Lock()
         """Held while a load checks max_loaded and takes its place."""
+        self._draining: str | None = None
+        """Why the daemon is stopping, from SIGTERM on: no new loads, and a request that was
+        waiting for a load that then ends unready is told that, not the load's error."""
+        self._load_waiters: set[asyncio.Future[None]] = set()
+        """Requests waiting for a model load; the end of the drain fails them."""
 
     # --- state for the API and the TUI ---------------------------------------------------
 
@@ -134,6 +141,8 @@ class EngineManager:
         if model and model.ready and model.loading:
             model.record.pinned |= pinned
             return model.loading  # the finished load that made it ready
+        if self._draining:
+            raise ShuttingDown(self._draining)
         if model is None:
             model = self._models[info.name] = _Model(info=info, record=self._record(info))
         model.record.pinned |= pinned
@@ -306,15 +315,48 @@ class EngineManager:
                 raise ModelLoading(f"model {info.name!r} is loading; try again shortly")
             # A restart after a crash waits out its back-off, then starts a new load task.
             while True:
-                await asyncio.shield(task)
+                await self._wait_for_load(task)
                 model = self._models.get(info.name)
                 if model is None or model.loading in (None, task) or model.loading.done():
                     break
                 task = model.loading
+            model = self._models.get(info.name)
+            if self._draining and (model is None or not model.ready):
+                raise ShuttingDown(self._draining)
         model = self._ready_or_raise(info.name)
         model.last_used = time.monotonic()
         assert model.worker is not None
         return model.worker
+
+    async def _wait_for_load(self, task: asyncio.Task[None]) -> None:
+        """Wait for a load without owning it (other requests wait too); the end of the drain
+        (`abort_all`) ends the wait with ShuttingDown."""
+        aborted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._load_waiters.add(aborted)
+        try:
+            await asyncio.wait({task, aborted}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            self._load_waiters.discard(aborted)
+        if aborted.done():
+            aborted.result()  # raises the ShuttingDown set by abort_all
+
+    def drain(self, reason: str) -> None:
+        """SIGTERM: start no new loads; requests waiting for one are ended at the drain's end
+        (`abort_all`), or as soon as the load ends unready (e.g. its self-test was stopped)."""
+        self._draining = reason
+
+    def set_pinned(self, name: str, pinned: bool) -> LoadedModel:
+        """Pin a loaded model (never unloaded when idle nor to make room, until unpinned or
+        unloaded) or unpin it; pins last until the daemon stops."""
+        model = self._models.get(name)
+        if model is None or model.record.state in (ModelState.FAILED,):
+            raise Conflict(
+                f"model {name!r} is not loaded; load it first (a load by the administrator pins it)"
+            )
+        model.record.pinned = pinned
+        if not pinned:
+            model.last_used = time.monotonic()  # its keep-alive counts from now, not from before
+        return model.record.model_copy()
 
     def admit(self, info: ModelInfo) -> None:
         """Raise Overloaded when the model's slots and queue are all taken."""
@@ -491,8 +533,13 @@ class EngineManager:
         return idle
 
     def abort_all(self, reason: str) -> int:
-        """End every generation in progress with `ShuttingDown(reason)`; how many were ended."""
-        return sum(
+        """End every generation in progress, and every request waiting for a model load, with
+        `ShuttingDown(reason)`; how many were ended."""
+        self._draining = reason
+        waiting = [waiter for waiter in self._load_waiters if not waiter.done()]
+        for waiter in waiting:
+            waiter.set_exception(ShuttingDown(reason))
+        return len(waiting) + sum(
             model.worker.abort_streams(reason)
             for model in self._models.values()
             if model.worker is not None

@@ -1,5 +1,6 @@
 """`appliance tui` in a real terminal (tmux, 80x24), as an administrator on SSH meets it: the
-dashboard, a model unloaded and loaded again, a key created and revoked, a chat answer.
+first-boot wizard, the dashboard, a model unloaded and loaded again, a key created and revoked,
+a chat answer.
 
 Set APPLIANCE_CAPTURES=DIR to keep each screen's text (docs/console.md shows them).
 """
@@ -78,6 +79,21 @@ def test_an_administrator_runs_the_box_from_the_console_over_ssh(own_daemon: Dae
     term = Terminal(f"appliance-test-{os.getpid()}")
     term.start([*APPLIANCE, "tui", "--refresh", "1"], appliance_env(own_daemon.home))
     try:
+        # A fresh box: the wizard comes first.
+        _keep("wizard-hardware", term.wait_for(r"First start: 1/5 Hardware found[\s\S]*cpu0"))
+        term.keys("Enter")
+        term.wait_for(r"2/5 The model to serve[\s\S]*smollm2")
+        term.keys("Enter")
+        term.wait_for(r"3/5 The first admin key")
+        term.keys("c")
+        shown = term.wait_for("shown only once")
+        term.keys("Enter")
+        term.wait_for("Created the admin key first-admin")
+        term.keys("n")
+        term.wait_for(r"4/5 Who may reach the box")
+        term.keys("n")
+        _keep("wizard-test", term.wait_for(r"a sane answer[\s\S]*Enter: finish", timeout_s=240))
+        term.keys("Enter")
         _keep("dashboard", term.wait_for(r"Loaded models[\s\S]*smollm2\s+ready"))
 
         term.keys("2")
@@ -103,6 +119,7 @@ def test_an_administrator_runs_the_box_from_the_console_over_ssh(own_daemon: Dae
         term.keys("Enter")
         term.wait_for(r"tmux-key\s+sk-")
         term.keys("Down")
+        term.keys("Down")  # initial, first-admin (made by the wizard), tmux-key
         term.keys("x")
         term.wait_for("Revoke tmux-key")
         term.keys("y")
@@ -131,3 +148,6 @@ def test_an_administrator_runs_the_box_from_the_console_over_ssh(own_daemon: Dae
         term.close()
     keys = json.loads(run_cli(own_daemon.home, "keys", "list", "--json").stdout)
     assert [k["revoked"] for k in keys if k["name"] == "tmux-key"] == [True]
+    assert [k["scope"] for k in keys if k["name"] == "first-admin"] == ["admin"]
+    status = json.loads(run_cli(own_daemon.home, "status", "--json").stdout)
+    assert status["setup_complete"] is True

@@ -140,3 +140,38 @@ def test_answers_still_running_when_the_drain_time_ends_get_a_final_error_event(
     assert finish_reasons(rest) == []
     assert quick_drain.process.wait(timeout=120) == 0
     assert "ended 1 answer(s) in progress" in quick_drain.log()
+
+
+def test_a_request_waiting_for_a_model_load_is_told_the_box_is_stopping(
+    tmp_path: Path, embedded_model: Path
+) -> None:
+    # An empty runtime cache: the first load waits for the CPU-variant self-test (seconds),
+    # which is what a request on a freshly installed box waits behind.
+    run_cli(tmp_path, "models", "import", str(embedded_model), "--name", "smollm2")
+    daemon = start_daemon(
+        tmp_path, wait_ready=False, APPLIANCE_RUNTIME__CACHE_DIR=str(tmp_path / "fresh-cache")
+    )
+    try:
+        with httpx.Client(timeout=120, headers={"Authorization": f"Bearer {daemon.api_key}"}) as c:
+            status = json.loads(run_cli(tmp_path, "status", "--json").stdout)
+            assert [m["state"] for m in status["models_loaded"]] == ["loading"]
+
+            async def ask_then_stop() -> httpx.Response:
+                request = asyncio.create_task(
+                    asyncio.to_thread(c.post, f"{daemon.base_url}/chat/completions",
+                                      json={**LONG, "stream": False, "max_tokens": 4})
+                )  # fmt: skip
+                await asyncio.sleep(1.0)  # the request is waiting for the load by now
+                assert not request.done(), "the load finished before the test could stop it"
+                daemon.process.send_signal(signal.SIGTERM)
+                return await request
+
+            answer = asyncio.run(ask_then_stop())
+        assert answer.status_code == 503, answer.text
+        error = answer.json()["error"]
+        assert error["code"] == "shutting_down"
+        assert "the appliance is shutting down" in error["message"]
+        assert daemon.process.wait(timeout=60) == 0
+        assert "Traceback" not in daemon.log()
+    finally:
+        stop_daemon(daemon)

@@ -6,6 +6,7 @@ Test helper only; reads widgets the way a person reads the screen (rendered text
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 from textual.app import App
 from textual.pilot import Pilot
@@ -39,3 +40,12 @@ async def settle(
 def modal_text(app: App[None]) -> str:
     """All the text of the dialog on top."""
     return "\n".join(str(w.render()) for w in app.screen.query(Static))
+
+
+def set_up_before_start(home: Path) -> None:
+    """Mark a box's first-boot wizard done before its daemon starts (so a console opens on the
+    dashboard; tests/ui/test_wizard.py and the tmux test walk the wizard themselves): the
+    marker the daemon's `POST /admin/setup` writes."""
+    from appliance.api.admin.setup_routes import SETUP_FILE
+
+    (home / SETUP_FILE).write_text('{"skipped": true}')

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from helpers.console import set_up_before_start
 from helpers.daemon import Daemon, run_cli, start_daemon, stop_daemon
 
 FAILING_BOOT_HOOK = """#!/bin/sh
@@ -27,6 +28,7 @@ def console_daemon(
     hook.parent.mkdir(parents=True)
     hook.write_text(FAILING_BOOT_HOOK)
     hook.chmod(0o755)
+    set_up_before_start(home)
     handle = start_daemon(home)
     yield handle
     stop_daemon(handle)

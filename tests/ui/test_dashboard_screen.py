@@ -9,7 +9,7 @@ from textual.widgets import Sparkline
 
 from appliance.ui.app import ApplianceApp
 from appliance.ui.widgets.banner import DaemonBanner
-from helpers.console import rows, settle, text
+from helpers.console import rows, set_up_before_start, settle, text
 from helpers.daemon import Daemon, start_daemon, stop_daemon
 
 
@@ -48,6 +48,7 @@ async def test_a_dead_daemon_shows_a_banner_and_the_console_reconnects_when_it_s
         banner = text(app, "DaemonBanner")
         assert "not running" in banner and str(tmp_path / "admin.sock") in banner
         assert "retrying" in banner
+        set_up_before_start(tmp_path)
         daemon = start_daemon(tmp_path, wait_ready=False)
         try:
             await settle(pilot, lambda: not app.screen.query_one(DaemonBanner).display,

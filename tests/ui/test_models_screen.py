@@ -74,17 +74,28 @@ async def test_a_failed_import_shows_the_daemons_words_in_a_titled_dialog(
         assert "Traceback" not in modal_text(app)
 
 
-async def test_unload_then_load_the_model_from_the_console(console_daemon: Daemon) -> None:
+async def test_unload_load_unpin_and_pin_the_model_from_the_console(
+    console_daemon: Daemon,
+) -> None:
     app = ApplianceApp(console_daemon.admin_socket, refresh_s=0.3)
+
+    def state() -> str:
+        return rows(app, "#installed")[0][4]
+
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press("2")
-        await settle(pilot, lambda: "ready" in rows(app, "#installed")[0], "smollm2 ready")
+        await settle(pilot, lambda: state().startswith("ready"), "smollm2 ready")
         _select(app, "smollm2")
         await pilot.press("u")
-        await settle(pilot, lambda: rows(app, "#installed")[0][4] == "-", "smollm2 unloaded")
+        await settle(pilot, lambda: state() == "-", "smollm2 unloaded")
         await pilot.press("l")
-        await settle(pilot, lambda: rows(app, "#installed")[0][4] == "ready", "smollm2 loaded")
+        # A load by the administrator pins the model: idle time does not unload it.
+        await settle(pilot, lambda: state() == "ready (pinned)", "smollm2 loaded and pinned")
         assert rows(app, "#installed")[0][5].endswith("cpu0"), "a fit verdict on this box"
+        await pilot.press("p")
+        await settle(pilot, lambda: state() == "ready", "smollm2 unpinned")
+        await pilot.press("p")
+        await settle(pilot, lambda: state() == "ready (pinned)", "smollm2 pinned again")
 
 
 async def test_the_catalog_tab_lists_deepseek_builds_with_a_verdict(console_daemon: Daemon) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
+from rich.markup import escape
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -27,11 +28,9 @@ def _service_text(status: DaemonStatus) -> str:
         f"[b green]● running[/]  appliance {status.version}, up {duration(status.uptime_s)}",
         f"LAN API: [b]{status.api_url}[/b]  ({key})",
     ]
-    # Shown when the daemon reports them (TLS and mDNS arrive with the LAN API issue).
-    fingerprint = getattr(status, "tls_fingerprint", None)
-    mdns = getattr(status, "mdns_name", None)
-    if fingerprint or mdns:
-        lines.append(f"TLS {fingerprint or 'off'}  mDNS {mdns or '-'}")
+    fingerprint = status.tls_fingerprint
+    tls = f"{status.tls_mode}, SHA-256 {fingerprint}" if fingerprint else "off"
+    lines.append(f"TLS: {escape(tls)}   mDNS: {escape(status.discovery)}")
     lines.append(
         f"Default model: {status.default_model or 'none installed'}   "
         f"installed: {status.models_installed}"

@@ -1,5 +1,6 @@
 """The keys screen's dialogs: a new key's name, scope and reasoning format; the new secret,
-shown once (copyable to the terminal's clipboard with OSC 52); a key's reasoning format."""
+shown once (copyable to the terminal's clipboard with OSC 52); a key's reasoning format; a
+key's limits (requests per minute, tokens per day, streams at once, models)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Footer, Input, Label, Select, Static
 
 from appliance.api.admin.protocol import KeyCreated
+from appliance.records import KeyLimits
 
 REASONING_CHOICES = [
     ("box default", ""),
@@ -102,6 +104,79 @@ class ReasoningScreen(ModalScreen[str | None]):
 
     def on_button_pressed(self) -> None:
         self.dismiss(str(self.query_one("#reasoning-select", Select).value))
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+def limits_text(limits: KeyLimits) -> str:
+    """One cell: `30/min · 100000 tok/day · 2 streams · smollm2`, or `none`."""
+    parts = []
+    if limits.requests_per_minute is not None:
+        parts.append(f"{limits.requests_per_minute}/min")
+    if limits.tokens_per_day is not None:
+        parts.append(f"{limits.tokens_per_day} tok/day")
+    if limits.max_streams is not None:
+        parts.append(f"{limits.max_streams} streams")
+    if limits.allowed_models is not None:
+        parts.append(",".join(limits.allowed_models) or "no models")
+    return " · ".join(parts) or "none"
+
+
+_NUMBERS = [
+    ("requests_per_minute", "Requests per minute:"),
+    ("tokens_per_day", "Tokens per day (prompt + answer):"),
+    ("max_streams", "Answers at once (streams):"),
+]
+
+
+class LimitsScreen(ModalScreen[KeyLimits | None]):
+    """A key's limits; an empty field is no limit of that kind. Dismissed with the new limits,
+    or None when cancelled."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel", id="limits.cancel", tooltip="Close")]
+
+    def __init__(self, key_name: str, current: KeyLimits) -> None:
+        super().__init__(classes="modal")
+        self.key_name = key_name
+        self.current = current
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog", id="limits-dialog") as dialog:
+            dialog.border_title = f"Limits for {self.key_name}"
+            dialog.border_subtitle = "empty: no limit · Enter saves · Esc closes"
+            for field, label in _NUMBERS:
+                value = getattr(self.current, field)
+                yield Label(label)
+                yield Input("" if value is None else str(value), id=f"limits-{field}",
+                            placeholder="no limit")  # fmt: skip
+            yield Label("Models it may use (comma-separated):")
+            models = self.current.allowed_models
+            yield Input(",".join(models) if models is not None else "", id="limits-models",
+                        placeholder="every installed model")  # fmt: skip
+            yield Static("", id="limits-error", markup=False)
+            yield Button("Save", id="limits-save", variant="primary")
+        yield Footer()
+
+    def _answer(self) -> None:
+        values: dict[str, int | None] = {}
+        for field, label in _NUMBERS:
+            text = self.query_one(f"#limits-{field}", Input).value.strip()
+            if text and not (text.isdigit() and int(text) > 0):
+                self.query_one("#limits-error", Static).update(
+                    f"{label.rstrip(':')} must be a whole number above 0, or empty for no limit"
+                )
+                return
+            values[field] = int(text) if text else None
+        models = self.query_one("#limits-models", Input).value
+        names = [name.strip() for name in models.split(",") if name.strip()]
+        self.dismiss(KeyLimits(allowed_models=names or None, **values))
+
+    def on_input_submitted(self) -> None:
+        self._answer()
+
+    def on_button_pressed(self) -> None:
+        self._answer()
 
     def action_cancel(self) -> None:
         self.dismiss(None)

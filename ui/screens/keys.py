@@ -1,5 +1,5 @@
-"""Keys: the API keys (name, prefix, scope, reasoning format, last use); create one (its secret
-shown once), change its reasoning format, revoke it (confirmed)."""
+"""Keys: the API keys (name, prefix, scope, reasoning format, limits, last use); create one (its
+secret shown once), change its reasoning format or limits, revoke it (confirmed)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,16 @@ from textual.widgets import DataTable, Static
 
 from appliance.api.admin.protocol import ApiKeyPublic
 from appliance.client import calls
+from appliance.records import KeyLimits
 from appliance.ui.format import clock_short
 from appliance.ui.screens.base import ConsoleScreen
-from appliance.ui.screens.key_forms import NewKeyScreen, ReasoningScreen, SecretScreen
+from appliance.ui.screens.key_forms import (
+    LimitsScreen,
+    NewKeyScreen,
+    ReasoningScreen,
+    SecretScreen,
+    limits_text,
+)
 from appliance.ui.widgets.modals import ConfirmModal
 
 
@@ -22,6 +29,8 @@ class KeysScreen(ConsoleScreen):
         Binding("n", "new_key", "New key", id="keys.new", tooltip="Create a key (shown once)"),
         Binding("f", "reasoning", "Reasoning", id="keys.reasoning",
                 tooltip="Where answers to this key put reasoning text"),
+        Binding("l", "limits", "Limits", id="keys.limits",
+                tooltip="Requests per minute, tokens per day, streams, models"),
         Binding("x,delete", "revoke", "Revoke", id="keys.revoke",
                 tooltip="Revoke the selected key (asks first)"),
         Binding("r", "refresh", "Refresh", id="keys.refresh", tooltip="Ask the daemon now"),
@@ -30,6 +39,7 @@ class KeysScreen(ConsoleScreen):
         ("Create an API key", "Shown once, stored hashed", "new_key"),
         ("Revoke the selected API key", "Asks first", "revoke"),
         ("Change a key's reasoning format", "deepseek, ollama, vllm or none", "reasoning"),
+        ("Set a key's limits", "Per minute, per day, streams at once, models", "limits"),
     ]
 
     def __init__(self) -> None:
@@ -43,7 +53,7 @@ class KeysScreen(ConsoleScreen):
     def on_mount(self) -> None:
         super().on_mount()
         self.query_one("#keys", DataTable).add_columns(
-            "name", "prefix", "scope", "reasoning", "created", "last used", "state"
+            "name", "prefix", "scope", "reasoning", "limits", "created", "last used", "state"
         )
 
     def action_refresh(self) -> None:
@@ -60,7 +70,7 @@ class KeysScreen(ConsoleScreen):
         for key in found:
             table.add_row(
                 key.name, key.prefix, key.scope, key.reasoning_format or "default",
-                clock_short(key.created_at), clock_short(key.last_used_at),
+                limits_text(key.limits), clock_short(key.created_at), clock_short(key.last_used_at),
                 "revoked" if key.revoked else "active", key=str(key.id),
             )  # fmt: skip
         active = sum(not k.revoked for k in found)
@@ -121,4 +131,22 @@ class KeysScreen(ConsoleScreen):
     @work(exclusive=True, group="keys-action")
     async def _set_reasoning(self, key_id: str, choice: str | None) -> None:
         await self.act(calls.update_key(key_id, choice))
+        self._refresh()
+
+    def action_limits(self) -> None:
+        key = self._selected()
+        if key is None or key.revoked:
+            return
+
+        def answered(limits: KeyLimits | None) -> None:
+            if limits is not None:
+                self._set_limits(str(key.id), limits)
+
+        self.app.push_screen(LimitsScreen(key.name, key.limits), answered)
+
+    @work(exclusive=True, group="keys-action")
+    async def _set_limits(self, key_id: str, limits: KeyLimits) -> None:
+        changed = await self.act(calls.set_key_limits(key_id, limits))
+        if changed is not None:
+            self.notify(f"{changed.name}: limits {limits_text(changed.limits)}", title="Keys")
         self._refresh()

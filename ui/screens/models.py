@@ -24,7 +24,7 @@ def _state(loaded: LoadedModel | None) -> str:
         return "-"
     if loaded.state == "loading" and loaded.load_progress is not None:
         return f"loading {loaded.load_progress:.0%}"
-    return str(loaded.state)
+    return f"{loaded.state} (pinned)" if loaded.pinned else str(loaded.state)
 
 
 def _fit(plan: FitPlan | None) -> str:
@@ -46,6 +46,8 @@ class ModelsScreen(ConsoleScreen):
                 tooltip="Import from a path, a USB stick or a LAN URL"),
         Binding("l", "load", "Load", id="models.load", tooltip="Load the selected model"),
         Binding("u", "unload", "Unload", id="models.unload", tooltip="Stop its worker"),
+        Binding("p", "pin", "Pin", id="models.pin",
+                tooltip="Keep the loaded model in memory, or let it go (toggles)"),
         Binding("x,delete", "delete", "Delete", id="models.delete",
                 tooltip="Remove the model's files (asks first)"),
         Binding("enter", "details", "Details", id="models.details", show=False,
@@ -57,6 +59,7 @@ class ModelsScreen(ConsoleScreen):
         ("Import a model", "From a path, a USB stick or a LAN URL", "import_model"),
         ("Load the selected model", "Start its worker", "load"),
         ("Unload the selected model", "Stop its worker", "unload"),
+        ("Pin or unpin the selected model", "Pinned: stays loaded when idle", "pin"),
         ("Delete the selected model", "Remove its files (asks first)", "delete"),
     ]
 
@@ -173,6 +176,21 @@ class ModelsScreen(ConsoleScreen):
         loaded = await self.act(calls.load_model(name))
         if loaded is not None:
             self.notify(f"{name} {loaded.state} on {loaded.device_id}", title="Load")
+        self.action_refresh()
+
+    def action_pin(self) -> None:
+        name = self._selected_name()
+        loaded = self.loaded.get(name or "")
+        if name is None or loaded is None:
+            self.notify("load the model first (a load from here pins it)", title="Pin")
+            return
+        self._pin(name, not loaded.pinned)
+
+    @work(exclusive=True, group="models-action")
+    async def _pin(self, name: str, pinned: bool) -> None:
+        record = await self.act(calls.pin_model(name, pinned))
+        if record is not None:
+            self.notify(f"{name} {'pinned' if record.pinned else 'unpinned'}", title="Pin")
         self.action_refresh()
 
     def action_unload(self) -> None:

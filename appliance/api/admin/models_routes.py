@@ -18,6 +18,7 @@ from appliance.api.admin.protocol import (
     ImportProgress,
     ImportRequest,
     ModelRemoved,
+    PinRequest,
     VerifyRequest,
 )
 from appliance.api.deps import AdminSocketDep, ServicesDep, require_admin_socket
@@ -176,6 +177,12 @@ async def set_chat_template(
 @router.post("/models/{name}/load", operation_id="admin_load_model")
 async def load_model(name: str, services: ServicesDep) -> LoadedModel:
     return await services.engine.load(services.store.get(name), explicit=True)
+
+
+@router.put("/models/{name}/pin", operation_id="admin_pin_model")
+async def pin_model(name: str, body: PinRequest, services: ServicesDep) -> LoadedModel:
+    services.store.get(name)  # 404 with the installed names for a typo
+    return services.engine.set_pinned(name, body.pinned)
 
 
 @router.post("/models/{name}/unload", operation_id="admin_unload_model")

@@ -37,6 +37,10 @@ class DaemonStatus(AdminModel):
     tls_fingerprint: str | None = None
     """SHA-256 of the certificate the LAN API presents (`AB:CD:…`); None without TLS."""
     tls_not_after: float | None = None
+    setup_complete: bool = True
+    """False until an administrator finished (or skipped) the console's first-boot wizard."""
+    discovery: str = "off"
+    """mDNS announcement of the LAN API: `advertised as 'NAME' on ADDRESSES`, `off`, or why not."""
 
 
 class ImportRequest(AdminModel):
@@ -75,6 +79,12 @@ class ImportProgress(AdminModel):
     created: bool = False
     error: str | None = None
     error_code: str | None = None
+
+
+class PinRequest(AdminModel):
+    pinned: bool
+    """True: never unloaded when idle nor to make room for another model; false: the usual
+    keep-alive and least-recently-used rules apply again."""
 
 
 ReasoningFormatName = Literal["deepseek", "ollama", "vllm", "none"]
@@ -196,6 +206,17 @@ class HookRunInfo(AdminModel):
     stderr_tail: str
 
 
+class EditableSetting(AdminModel):
+    key: str
+    value: Any
+    """What the daemon runs with now."""
+    saved: Any = None
+    """What the next start will use, when a saved change differs from `value`."""
+    source: Literal["default", "file", "console", "environment"]
+    """Where the next start's value comes from; an environment variable wins over the rest."""
+    meaning: str
+
+
 class DaemonSettings(AdminModel):
     """The configuration the daemon runs with, after the file and the environment."""
 
@@ -205,6 +226,35 @@ class DaemonSettings(AdminModel):
     """The file the daemon reads (`APPLIANCE_CONFIG`, `$APPLIANCE_HOME/config.toml` or
     `/etc/ai-appliance/config.toml`); it may not exist, then every default applies."""
     config_file_exists: bool
+    editable: list[EditableSetting] = []
+    """The settings the console may change, with their current value and where it comes from."""
+    restart_pending: list[str] = []
+    """Settings saved since the daemon started that take effect at its next start."""
+
+
+class SettingsChange(AdminModel):
+    changes: dict[str, Any]
+    """`{"engine.keep_alive_s": 60}`; a value of null or "" drops an earlier change."""
+
+
+class SettingsSaved(AdminModel):
+    saved_to: str
+    restart_required: list[str]
+    """Changed settings that take effect when the daemon restarts (`POST /admin/restart`)."""
+    overridden_by_environment: list[str] = []
+    """Saved, but an `APPLIANCE_*` variable in the daemon's environment wins over them."""
+
+
+class SetupDone(AdminModel):
+    """`POST /admin/setup`: the first-boot wizard finished (or was skipped)."""
+
+    skipped: bool = False
+    summary: dict[str, Any] = {}
+    """What the administrator chose (model, exposure, TLS), kept for support."""
+
+
+class Restarting(AdminModel):
+    message: str
 
 
 class AuditQuery(AdminModel):

@@ -18,12 +18,13 @@ from appliance.api.admin import (
     keys_routes,
     logs_routes,
     models_routes,
+    setup_routes,
     status_routes,
 )
 
 router = APIRouter(prefix="/admin", tags=["admin"])
 for module in (
     status_routes, host_routes, devices_routes, models_routes, engine_routes, keys_routes,
-    logs_routes, config_routes, audit_routes, doctor_routes,
+    logs_routes, config_routes, audit_routes, doctor_routes, setup_routes,
 ):  # fmt: skip
     router.include_router(module.router)

@@ -8,6 +8,7 @@ from fastapi import APIRouter
 
 from appliance import __version__
 from appliance.api.admin.protocol import DaemonStatus
+from appliance.api.admin.setup_routes import is_set_up
 from appliance.api.deps import ServicesDep
 
 router = APIRouter()
@@ -37,4 +38,6 @@ async def status(services: ServicesDep) -> DaemonStatus:
         tls_mode=config.tls.mode,
         tls_fingerprint=certificate.fingerprint if certificate else None,
         tls_not_after=certificate.not_after.timestamp() if certificate else None,
+        setup_complete=is_set_up(config.state_dir),
+        discovery=services.advertiser.summary if services.advertiser else "off",
     )
