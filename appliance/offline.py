@@ -58,6 +58,9 @@ class NoEngine(EngineManager):
     def start_loading(self, info: ModelInfo, *, pinned: bool = False) -> asyncio.Task[None]:
         raise needs_daemon(self.config, f"loading or using {info.name}")
 
+    def set_pinned(self, name: str, pinned: bool) -> LoadedModel:
+        raise needs_daemon(self.config, f"{'pinning' if pinned else 'unpinning'} {name}")
+
 
 class OnDemandDevices(DeviceManager):
     """Discovery on the first question, and a fresh telemetry sample per question, since no

@@ -101,9 +101,12 @@ def reference() -> None:
 
 
 def _save(state: CliState, changes: dict[str, object], restart_now: bool) -> None:
-    from appliance.client import AdminClient, calls
+    from appliance.cli.common import admin_client
+    from appliance.client import calls
 
-    with AdminClient(state.config.admin_socket) as client:
+    # Without a daemon the same check and save run in-process: a box can be set up before
+    # its first start.
+    with admin_client(state.config) as client:
         saved = client.run(calls.change_settings(changes))
         click.echo(f"saved to {saved.saved_to}")
         for key in saved.overridden_by_environment:
@@ -146,7 +149,8 @@ def unset_setting(state: CliState, key: str, restart_now: bool) -> None:
 @pass_state
 def restart(state: CliState) -> None:
     """Drain and restart the daemon (e.g. to apply saved settings)."""
-    from appliance.client import AdminClient, calls
+    from appliance.cli.common import admin_client
+    from appliance.client import calls
 
-    with AdminClient(state.config.admin_socket) as client:
+    with admin_client(state.config) as client:
         click.echo(client.run(calls.restart()).message)

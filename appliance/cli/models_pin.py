@@ -8,9 +8,10 @@ from appliance.cli.state import CliState, pass_state
 
 
 def _pin(state: CliState, name: str, pinned: bool) -> None:
-    from appliance.client import AdminClient, calls
+    from appliance.cli.common import admin_client
+    from appliance.client import calls
 
-    with AdminClient(state.config.admin_socket) as client:
+    with admin_client(state.config) as client:
         record = client.run(calls.pin_model(name, pinned))
     if pinned:
         click.echo(f"{record.name} is pinned: it stays loaded until unpinned or unloaded")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from appliance.cli.config_cmd import DOCS_BEGIN, DOCS_END, reference_markdown
@@ -23,3 +24,17 @@ def test_check_prints_the_paths_in_effect_for_a_home(tmp_path: Path) -> None:
     assert f"state dir:     {tmp_path}" in result.stdout
     assert f"admin socket:  {tmp_path / 'admin.sock'}" in result.stdout
     assert result.stdout.strip().endswith("ok")
+
+
+def test_settings_can_be_changed_before_the_first_start_and_restart_says_nothing_runs(
+    tmp_path: Path,
+) -> None:
+    # No daemon: the same admin route checks and saves, in the CLI's own process.
+    saved = run_cli(tmp_path, "config", "set", "discovery.name", "Front desk")
+    assert f"saved to {tmp_path / 'settings.toml'}" in saved.stdout
+    shown = json.loads(run_cli(tmp_path, "config", "show").stdout)
+    assert shown["discovery"]["name"] == "Front desk"
+    restart = run_cli(tmp_path, "restart", check=False)
+    assert restart.returncode == 3
+    assert "the appliance daemon is not running" in restart.stderr
+    assert "nothing to restart" in restart.stderr

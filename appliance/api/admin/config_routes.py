@@ -22,7 +22,7 @@ from appliance.api.admin.protocol import (
 from appliance.api.deps import ServicesDep
 from appliance.config import Config, default_config_path, load_config, with_changes
 from appliance.config_overrides import EDITABLE, as_flat, read_overrides, write_overrides
-from appliance.errors import ApplianceError, ConfigError
+from appliance.errors import ConfigError, DaemonUnreachable
 
 router = APIRouter()
 
@@ -114,8 +114,12 @@ async def change_config(body: SettingsChange, services: ServicesDep) -> Settings
 async def restart(services: ServicesDep) -> Restarting:
     """Drain like SIGTERM, then start again with the saved settings (same process under
     systemd's care: the unit restarts it; elsewhere the daemon executes itself anew)."""
-    if services.request_restart is None:
-        raise ApplianceError("this daemon cannot restart itself; restart its service instead")
+    if services.request_restart is None:  # the CLI's in-process admin app: no daemon runs
+        raise DaemonUnreachable(
+            f"the appliance daemon is not running (nothing answers on "
+            f"{services.config.admin_socket}), so there is nothing to restart; start it with "
+            "`systemctl start ai-appliance` or `appliance serve`"
+        )
     try:
         load_config()  # a start that would fail must not be begun by stopping this one
     except ConfigError as error:
