@@ -217,6 +217,7 @@ def test_curl_style_form_encoded_body_is_read_as_json(daemon: Daemon) -> None:
         content=json.dumps({"model": "smollm2", "prompt": "Hi", "options": {"num_predict": 3}}),
         headers={"Authorization": f"Bearer {daemon.api_key}",
                  "Content-Type": "application/x-www-form-urlencoded"},
+        timeout=120,  # httpx's 5 s default is no bound on a loaded 2-CPU box
     )  # fmt: skip
     lines = [json.loads(line) for line in response.text.splitlines()]
     assert response.headers["content-type"].startswith("application/x-ndjson")
