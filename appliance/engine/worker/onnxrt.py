@@ -1,0 +1,427 @@
+"""onnxruntime as an engine runtime: one decoder session, its KV cache, tokens and sampling.
+
+Implements the runtime surface `batcher.Batcher` drives (the same one `llamacpp.LlamaRuntime`
+offers): tokenize/piece/end-of-generation, a batch of (token, position, sequence) entries that
+`decode` runs, per-sequence KV (`forget`, `copy_prefix`), samplers and log-probabilities. So
+admission, prefix reuse, n choices, stop strings, UTF-8 handling, streaming, cancellation and
+the reasoning budget are the batcher's, shared with GGUF models, not copied here.
+
+How a batch runs (see `onnx_layout.py` for what the folder must hold):
+- GroupQueryAttention graphs keep a per-row sequence length (seqlens_k from the attention
+  mask), so every generating sequence advances in ONE run: the KV cache is one buffer per
+  layer of [slots, kv_heads, context + 1, head_size] on the placed device, bound with IO binding
+  as both past and present (onnxruntime-genai's past_present_share_buffer), so it never
+  leaves the device. A new prompt (or prompt chunk) runs alone, batch 1, on its slot's rows.
+- Other graphs (plain Concat attention: one past length for the whole batch) run one sequence
+  per call, with that sequence's cache kept as arrays between calls.
+Constrained output (grammar, JSON schema) is refused with the reason: no grammar engine for an
+arbitrary tokenizer is wired in yet. Embeddings are refused likewise.
+May import engine.messages, the worker's sampling module, appliance.onnx_layout, numpy,
+onnxruntime and tokenizers.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from appliance.engine.messages import Load, Submit, TokenLogprob
+from appliance.engine.worker.errors import LoadError, RequestRejected
+from appliance.engine.worker.sampling import NumpySampler, token_logprob
+from appliance.onnx_layout import DecoderLayout, LayoutError, read_layout
+
+PREFILL_CHUNK = 256
+"""Most prompt tokens per run: builder graphs return logits for every position (vocab-wide)."""
+_DEVICE_TYPES = {"CUDAExecutionProvider": "cuda", "CANNExecutionProvider": "cann"}
+
+
+class OnnxBatch:
+    """The batch the batcher fills (same fields as llama.cpp's `llama_batch`), in NumPy."""
+
+    def __init__(self, capacity: int) -> None:
+        self.token = np.zeros(capacity, dtype=np.int64)
+        self.pos = np.zeros(capacity, dtype=np.int64)
+        self.n_seq_id = np.zeros(capacity, dtype=np.int32)
+        self.seq_id = np.zeros((capacity, 1), dtype=np.int32)
+        self.logits = np.zeros(capacity, dtype=bool)
+        self.n_tokens = 0
+
+
+@dataclass
+class _Run:
+    seq: int
+    start: int
+    tokens: list[int]
+    output: int | None
+    """Batch index whose logits the batcher will sample (None: a chunk in the middle)."""
+
+
+class OnnxRuntime:
+    """One decoder graph with `slots` sequences of `context_length` tokens each."""
+
+    def __init__(self, request: Load, on_progress: Callable[[float], None] | None = None) -> None:
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        started = time.monotonic()
+        progress = on_progress or (lambda _: None)
+        try:
+            self.layout = layout = read_layout(_folder(request.model_path), check_operators=False)
+        except LayoutError as error:
+            raise LoadError(str(error)) from None
+        progress(0.05)
+        self.tokenizer = Tokenizer.from_file(str(layout.folder / "tokenizer.json"))
+        self._pieces = _token_bytes(layout.folder / "tokenizer.json", self.tokenizer)
+        self.n_vocab = layout.vocab_size or self.tokenizer.get_vocab_size()
+        self.eos = set(layout.eos_token_ids)
+        self.bos = layout.bos_token_id
+        trained = layout.context_length
+        per_slot = request.context_length or trained or 4096
+        self.context_length = min(per_slot, trained) if trained > 0 else per_slot
+        self.slots = max(1, request.slots)
+        self.batch_tokens = max(request.batch_tokens, self.slots)
+        self.provider = request.provider or "CPUExecutionProvider"
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = max(1, request.threads)
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.enable_cpu_mem_arena = True
+        options.log_severity_level = 3
+        providers: list[object] = [(self.provider, dict(request.provider_options))]
+        if self.provider != "CPUExecutionProvider":
+            providers.append("CPUExecutionProvider")  # for the few nodes a device lacks
+        progress(0.1)
+        try:
+            self.session = ort.InferenceSession(str(layout.graph), options, providers=providers)
+        except Exception as error:  # onnxruntime raises its own exception types
+            raise LoadError(f"onnxruntime could not load {layout.graph}: {error}") from None
+        progress(0.9)
+        self.device_type = _DEVICE_TYPES.get(self.provider, "cpu")
+        self.dtype = np.dtype(layout.kv_dtype)
+        self.kv_names = layout.kv_names()
+        self.lengths = [0] * self.slots
+        """Valid KV positions of each sequence (positions beyond are free to overwrite)."""
+        self._logits: dict[int, np.ndarray] = {}
+        if layout.group_query_attention:
+            self._kv = _SharedKV(ort, self, options)
+        else:
+            self._kv = _PerSequenceKV(self)
+        self.load_seconds = time.monotonic() - started
+        progress(1.0)
+
+    # --- tokens -------------------------------------------------------------------------
+
+    def tokenize(self, text: str, *, add_bos: bool | None = None) -> list[int]:
+        ids = list(self.tokenizer.encode(text, add_special_tokens=add_bos is not False).ids)
+        if add_bos and self.bos is not None and (not ids or ids[0] != self.bos):
+            ids.insert(0, self.bos)
+        # Chat templates write the BOS text themselves; do not add a second one.
+        while len(ids) > 1 and ids[0] == ids[1] == self.bos:
+            ids.pop(0)
+        return ids
+
+    def piece(self, token: int) -> bytes:
+        if 0 <= token < len(self._pieces):
+            return self._pieces[token]
+        return b""
+
+    def is_end_of_generation(self, token: int) -> bool:
+        return token in self.eos
+
+    # --- KV cache -----------------------------------------------------------------------
+
+    def forget(self, seq: int, start: int = 0) -> None:
+        self.lengths[seq] = min(self.lengths[seq], start)
+
+    def copy_prefix(self, source: int, target: int, length: int) -> None:
+        self._kv.copy(source, target, length)
+        self.lengths[target] = length
+
+    # --- sampling -----------------------------------------------------------------------
+
+    def check_request(self, request: Submit) -> None:
+        bad = [t for t in request.logit_bias if not 0 <= t < self.n_vocab]
+        if bad:
+            raise RequestRejected(
+                f"logit_bias: token id {bad[0]} is not in this model's vocabulary "
+                f"(ids 0 to {self.n_vocab - 1})"
+            )
+        if request.top_logprobs > self.n_vocab - 1:
+            raise RequestRejected(f"top_logprobs: the vocabulary has only {self.n_vocab} tokens")
+
+    def grammar_of(self, request: Submit) -> str | None:
+        if request.grammar or request.json_schema:
+            raise RequestRejected(
+                "this model runs on onnxruntime, which cannot constrain output to a grammar or "
+                "JSON schema in this version (response_format json_schema, or a forced tool "
+                "call); use a GGUF model for structured output, or ask without the constraint"
+            )
+        return None
+
+    def new_sampler(self, request: Submit, choice: int, grammar: str | None = None) -> NumpySampler:
+        self.check_request(request)
+        return NumpySampler(request, choice, self.context_length)
+
+    def sample(self, sampler: NumpySampler, batch_index: int) -> int:
+        token = sampler.sample(self._logits[batch_index])
+        sampler.accept(token)
+        return token
+
+    @staticmethod
+    def accept(sampler: NumpySampler, token: int) -> None:
+        sampler.accept(token)
+
+    @staticmethod
+    def free_sampler(sampler: NumpySampler) -> None:
+        pass
+
+    def logprobs(self, batch_index: int, token: int, top: int) -> TokenLogprob:
+        return token_logprob(self._logits[batch_index], token, top, self._text)
+
+    def _text(self, token: int) -> str:
+        return self.piece(token).decode(errors="replace")
+
+    def logits_at(self, batch_index: int) -> np.ndarray:
+        """The logits the last `decode` produced for one batch entry (tests compare them)."""
+        return self._logits[batch_index]
+
+    # --- decoding -----------------------------------------------------------------------
+
+    def new_batch(self) -> OnnxBatch:
+        return OnnxBatch(self.batch_tokens)
+
+    def decode(self, batch: OnnxBatch) -> int:
+        """Run the batch: 0 on success, 1 when a sequence would outgrow the cache."""
+        runs: dict[int, _Run] = {}
+        for i in range(batch.n_tokens):
+            seq = int(batch.seq_id[i][0])
+            run = runs.get(seq)
+            if run is None:
+                run = runs[seq] = _Run(seq, int(batch.pos[i]), [], None)
+            run.tokens.append(int(batch.token[i]))
+            if batch.logits[i]:
+                run.output = i
+        self._logits = {}
+        for run in runs.values():
+            if run.start != self.lengths[run.seq] or run.start + len(run.tokens) > self.context_length:
+                return 1
+        steps = [r for r in runs.values() if len(r.tokens) == 1]
+        prompts = [r for r in runs.values() if len(r.tokens) > 1]
+        for run in prompts:
+            for at in range(0, len(run.tokens), PREFILL_CHUNK):
+                chunk = run.tokens[at : at + PREFILL_CHUNK]
+                last = at + len(chunk) >= len(run.tokens)
+                part = _Run(run.seq, run.start + at, chunk, run.output if last else None)
+                self._run([part])
+        if steps:
+            self._run(steps)
+        return 0
+
+    def _run(self, runs: list[_Run]) -> None:
+        logits = self._kv.run(runs)
+        for row, run in enumerate(runs):
+            self.lengths[run.seq] = run.start + len(run.tokens)
+            if run.output is not None:
+                self._logits[run.output] = logits[row]
+
+    def feeds(self, runs: list[_Run], rows: Sequence[int]) -> dict[str, np.ndarray]:
+        """input_ids, attention_mask (and position_ids) for `rows` (sequence ids, in order):
+        the runs' tokens, and a dummy token for a row that is only there to keep rows
+        contiguous (it writes past its sequence's valid length, where nothing is kept)."""
+        width = max(len(r.tokens) for r in runs)
+        by_seq = {r.seq: r for r in runs}
+        ids = np.zeros((len(rows), width), dtype=np.int64)
+        totals = []
+        for row, seq in enumerate(rows):
+            run = by_seq.get(seq)
+            tokens = run.tokens if run else [0]
+            ids[row, : len(tokens)] = tokens
+            totals.append(self.lengths[seq] + len(tokens))
+        mask = np.zeros((len(rows), max(totals)), dtype=np.int64)
+        for row, total in enumerate(totals):
+            mask[row, :total] = 1
+        feeds = {self.layout.input_ids: ids, self.layout.attention_mask: mask}
+        if self.layout.position_ids:
+            starts = np.array([self.lengths[seq] for seq in rows], dtype=np.int64)
+            feeds[self.layout.position_ids] = starts[:, None] + np.arange(width)[None, :]
+        return feeds
+
+    # --- embeddings and status ----------------------------------------------------------
+
+    def embed_tokens(self, text: str) -> list[int]:
+        raise RequestRejected(
+            "this model runs on onnxruntime, which serves chat and completions only; use a "
+            "GGUF model for embeddings"
+        )
+
+    def embed_chunk(self, tokens: Sequence[int], start: int) -> np.ndarray:
+        raise RequestRejected("embeddings are not available for ONNX models")
+
+    def system_info(self) -> str:
+        import onnxruntime as ort
+
+        kind = (
+            "one batched run per step over a shared KV buffer (GroupQueryAttention)"
+            if self.layout.group_query_attention
+            else "one run per sequence"
+        )
+        return (
+            f"onnxruntime {ort.__version__}, {self.session.get_providers()[0]}; "
+            f"{self.layout.model_type}, {self.layout.layers} layers, KV {self.layout.kv_dtype}; "
+            f"{kind}"
+        )
+
+
+class _SharedKV:
+    """One KV buffer per past/present pair, [slots, kv_heads, context + 1, head], bound in
+    place: GroupQueryAttention writes each row's new entries at that row's own length. The
+    extra position is scratch for a dummy row whose sequence is already full."""
+
+    def __init__(self, ort: object, rt: OnnxRuntime, options: object) -> None:
+        self.ort, self.rt = ort, rt
+        layout = rt.layout
+        self.shape = [rt.slots, layout.kv_heads, rt.context_length + 1, layout.head_size]
+        self.row_bytes = int(np.prod(self.shape[1:])) * rt.dtype.itemsize
+        self.device = rt.device_type
+        new = ort.OrtValue.ortvalue_from_shape_and_type  # type: ignore[attr-defined]
+        try:
+            self.buffers = [new(self.shape, rt.dtype, self.device, 0) for _ in rt.kv_names]
+        except Exception:  # a provider without Python allocation: keep the cache in host RAM
+            self.device = "cpu"
+            self.buffers = [new(self.shape, rt.dtype, "cpu", 0) for _ in rt.kv_names]
+        self.binding = rt.session.io_binding()
+        self._copier = _copy_session(ort, rt, options)
+
+    def run(self, runs: list[_Run]) -> np.ndarray:
+        rt = self.rt
+        seqs = sorted(r.seq for r in runs)
+        # Rows must be contiguous in the buffer: run over lo..hi, idle slots as dummies.
+        rows = list(range(seqs[0], seqs[-1] + 1))
+        binding = self.binding
+        binding.clear_binding_inputs()
+        binding.clear_binding_outputs()
+        for name, value in rt.feeds(runs, rows).items():
+            binding.bind_cpu_input(name, value)
+        shape = [len(rows), *self.shape[1:]]
+        for buffer, (past, present) in zip(self.buffers, rt.kv_names, strict=True):
+            pointer = buffer.data_ptr() + rows[0] * self.row_bytes
+            binding.bind_input(past, self.device, 0, rt.dtype, shape, pointer)
+            binding.bind_output(present, self.device, 0, rt.dtype, shape, pointer)
+        binding.bind_output(rt.layout.logits, "cpu")
+        rt.session.run_with_iobinding(binding)
+        logits = binding.get_outputs()[-1].numpy()
+        by_seq = {r.seq: r for r in runs}
+        # Each run's last fed position: a prompt chunk's last token, a step's only token.
+        picked = [logits[seq - rows[0], len(by_seq[seq].tokens) - 1] for seq in (r.seq for r in runs)]
+        return np.stack(picked)
+
+    def copy(self, source: int, target: int, length: int) -> None:
+        """Copy a sequence's cache rows on the device (an Identity graph bound to both)."""
+        rt = self.rt
+        binding = self._copier.io_binding()
+        shape = [1, *self.shape[1:]]
+        for i, buffer in enumerate(self.buffers):
+            base = buffer.data_ptr()
+            binding.bind_input(f"in{i}", self.device, 0, rt.dtype, shape, base + source * self.row_bytes)
+            binding.bind_output(f"out{i}", self.device, 0, rt.dtype, shape, base + target * self.row_bytes)
+        self._copier.run_with_iobinding(binding)
+
+
+def _copy_session(ort: object, rt: OnnxRuntime, options: object) -> object:
+    from onnx import TensorProto, helper
+
+    element = TensorProto.FLOAT if rt.dtype == np.float32 else TensorProto.FLOAT16
+    dims = ["b", "h", "t", "d"]
+    count = len(rt.kv_names)
+    graph = helper.make_graph(
+        [helper.make_node("Identity", [f"in{i}"], [f"out{i}"]) for i in range(count)],
+        "kv_copy",
+        [helper.make_tensor_value_info(f"in{i}", element, dims) for i in range(count)],
+        [helper.make_tensor_value_info(f"out{i}", element, dims) for i in range(count)],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    providers = rt.session.get_providers()
+    return ort.InferenceSession(model.SerializeToString(), providers=providers)  # type: ignore[attr-defined]
+
+
+class _PerSequenceKV:
+    """Each sequence's cache as host arrays, fed as past and replaced by present each run."""
+
+    def __init__(self, rt: OnnxRuntime) -> None:
+        self.rt = rt
+        layout = rt.layout
+        empty = np.zeros((1, layout.kv_heads, 0, layout.head_size), dtype=rt.dtype)
+        self.cache: list[list[np.ndarray]] = [[empty] * len(rt.kv_names) for _ in range(rt.slots)]
+        self.outputs = [layout.logits, *(present for _, present in rt.kv_names)]
+
+    def run(self, runs: list[_Run]) -> np.ndarray:
+        rt = self.rt
+        picked = []
+        for run in runs:
+            length = rt.lengths[run.seq]
+            feeds = rt.feeds([run], [run.seq])
+            for (past, _), value in zip(rt.kv_names, self.cache[run.seq], strict=True):
+                feeds[past] = value[:, :, :length]
+            logits, *present = rt.session.run(self.outputs, feeds)
+            self.cache[run.seq] = present
+            picked.append(logits[0, -1])
+        return np.stack(picked)
+
+    def copy(self, source: int, target: int, length: int) -> None:
+        self.cache[target] = [value[:, :, :length].copy() for value in self.cache[source]]
+
+
+def _folder(model_path: str) -> object:
+    from pathlib import Path
+
+    path = Path(model_path)
+    return path if path.is_dir() else path.parent
+
+
+def _token_bytes(path: object, tokenizer: object) -> list[bytes]:
+    """Each token's bytes, so that a character split across tokens reaches the batcher's
+    UTF-8 decoder whole. Byte-level BPE maps bytes to printable characters (GPT-2's table);
+    SentencePiece-style vocabularies write bytes as `<0xAB>` and spaces as `▁`."""
+    with open(path, encoding="utf-8") as handle:  # type: ignore[call-overload]
+        data = json.load(handle)
+    decoder = json.dumps(data.get("decoder") or {})
+    byte_level = "ByteLevel" in decoder
+    table = {char: byte for byte, char in _bytes_to_unicode().items()}
+    special = {
+        int(t["id"]): str(t["content"]).encode() for t in data.get("added_tokens") or []
+    }
+    size = tokenizer.get_vocab_size(with_added_tokens=True)  # type: ignore[attr-defined]
+    pieces: list[bytes] = []
+    for token in range(size):
+        if token in special:
+            pieces.append(special[token])
+            continue
+        text = tokenizer.id_to_token(token)  # type: ignore[attr-defined]
+        if text is None:
+            pieces.append(b"")
+        elif byte_level:
+            pieces.append(bytes(table[c] for c in text if c in table))
+        elif len(text) == 6 and text.startswith("<0x") and text.endswith(">"):
+            pieces.append(bytes([int(text[3:5], 16)]))
+        else:
+            pieces.append(text.replace("\u2581", " ").encode())
+    return pieces
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    """GPT-2's reversible map from bytes to printable characters (byte-level BPE)."""
+    keep = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1),
+            *range(ord("®"), ord("ÿ") + 1)]  # fmt: skip
+    chars = list(keep)
+    extra = 0
+    for byte in range(256):
+        if byte not in keep:
+            keep.append(byte)
+            chars.append(256 + extra)
+            extra += 1
+    return dict(zip(keep, (chr(c) for c in chars), strict=True))
