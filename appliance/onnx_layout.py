@@ -99,13 +99,17 @@ def read_layout(folder: Path, *, check_operators: bool = True) -> DecoderLayout:
     inputs = decoder.get("inputs") if isinstance(decoder.get("inputs"), dict) else {}
     outputs = decoder.get("outputs") if isinstance(decoder.get("outputs"), dict) else {}
     eos = model.get("eos_token_id")
-    eos_ids = [int(t) for t in eos] if isinstance(eos, list) else [int(eos)] if eos is not None else []
+    eos_ids = (
+        [int(t) for t in eos] if isinstance(eos, list) else [int(eos)] if eos is not None else []
+    )
     layout = DecoderLayout(
         folder=folder,
         graph=graph_path,
         model_type=str(model.get("type") or "decoder"),
         layers=_int(decoder, "num_hidden_layers", folder),
-        kv_heads=int(decoder.get("num_key_value_heads") or _int(decoder, "num_attention_heads", folder)),
+        kv_heads=int(
+            decoder.get("num_key_value_heads") or _int(decoder, "num_attention_heads", folder)
+        ),
         head_size=_int(decoder, "head_size", folder),
         vocab_size=int(model.get("vocab_size") or 0),
         context_length=int(model.get("context_length") or 0),
@@ -117,7 +121,9 @@ def read_layout(folder: Path, *, check_operators: bool = True) -> DecoderLayout:
         past_value=str(inputs.get("past_value_names", "past_key_values.%d.value")),
         present_key=str(outputs.get("present_key_names", "present.%d.key")),
         present_value=str(outputs.get("present_value_names", "present.%d.value")),
-        bos_token_id=model.get("bos_token_id") if isinstance(model.get("bos_token_id"), int) else None,
+        bos_token_id=model.get("bos_token_id")
+        if isinstance(model.get("bos_token_id"), int)
+        else None,
         eos_token_ids=eos_ids,
     )
     _check_graph(layout, str(inputs.get("position_ids", "position_ids")), check_operators)
@@ -169,14 +175,16 @@ def _check_graph(layout: DecoderLayout, position_ids: str, check_operators: bool
     dims = [d.dim_value for d in past.shape.dim]
     if len(dims) != 4:
         raise LayoutError(f"{name}: the KV cache must be [batch, heads, length, head_size]")
-    if dims[1] and dims[1] != layout.kv_heads or dims[3] and dims[3] != layout.head_size:
+    if (dims[1] and dims[1] != layout.kv_heads) or (dims[3] and dims[3] != layout.head_size):
         raise LayoutError(
             f"{name}: KV cache shape {dims} disagrees with genai_config.json "
             f"({layout.kv_heads} KV heads of {layout.head_size})"
         )
     ops: dict[str, int] = {}
     for node in graph.node:
-        key = f"{node.domain}:{node.op_type}" if node.domain not in ("", "ai.onnx") else node.op_type
+        key = (
+            f"{node.domain}:{node.op_type}" if node.domain not in ("", "ai.onnx") else node.op_type
+        )
         ops[key] = ops.get(key, 0) + 1
     layout.operators = ops
     layout.group_query_attention = "com.microsoft:GroupQueryAttention" in ops

@@ -105,7 +105,11 @@ def test_greedy_output_equals_onnxruntime_genai_token_for_token(built: Path) -> 
 
 
 def test_concurrent_requests_get_the_answers_they_get_alone(built: Path) -> None:
-    prompts = [PROMPT, f"{BOS}<｜User｜>why<｜Assistant｜>", f"{BOS}<｜User｜>a longer question here<｜Assistant｜>"]
+    prompts = [
+        PROMPT,
+        f"{BOS}<｜User｜>why<｜Assistant｜>",
+        f"{BOS}<｜User｜>a longer question here<｜Assistant｜>",
+    ]
     alone = [serve(runtime(built), Submit("q", p, 24, temperature=0)).text["q"] for p in prompts]
     together = serve(
         runtime(built), *(Submit(f"q{i}", p, 24, temperature=0) for i, p in enumerate(prompts))

@@ -46,7 +46,9 @@ def builder_onnx_model() -> Path:
         capture_output=True, text=True, env=env, timeout=600,
     )  # fmt: skip
     if result.returncode != 0:
-        raise AssertionError(f"the builder failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+        raise AssertionError(
+            f"the builder failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+        )
     _fix_configs(out)
     (out / ".complete").write_text("")
     return out

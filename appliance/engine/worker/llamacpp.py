@@ -3,7 +3,8 @@
 Owns the native handles of one worker: a model, one context whose unified KV cache holds every
 sequence slot, per-sequence sampler chains, and (lazily) an embeddings context. The batching
 logic lives in `batcher.py`; this module only wraps the C calls it needs, so that the native
-surface is small and easy to review. May import engine.messages and the worker's errors only (plus llama_cpp, numpy).
+surface is small and easy to review. May import engine.messages and the worker's errors only
+(plus llama_cpp, numpy).
 """
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ import numpy as np
 from appliance.engine.messages import Load, Submit, TokenLogprob
 from appliance.engine.worker.errors import LoadError, RequestRejected
 from appliance.engine.worker.sampling import NumpySampler, token_logprob
-from appliance.onnx_layout import DecoderLayout, LayoutError, read_layout
+from appliance.onnx_layout import LayoutError, read_layout
 
 PREFILL_CHUNK = 256
 """Most prompt tokens per run: builder graphs return logits for every position (vocab-wide)."""
@@ -207,7 +207,10 @@ class OnnxRuntime:
                 run.output = i
         self._logits = {}
         for run in runs.values():
-            if run.start != self.lengths[run.seq] or run.start + len(run.tokens) > self.context_length:
+            if (
+                run.start != self.lengths[run.seq]
+                or run.start + len(run.tokens) > self.context_length
+            ):
                 return 1
         steps = [r for r in runs.values() if len(r.tokens) == 1]
         prompts = [r for r in runs.values() if len(r.tokens) > 1]
@@ -316,7 +319,9 @@ class _SharedKV:
         logits = binding.get_outputs()[-1].numpy()
         by_seq = {r.seq: r for r in runs}
         # Each run's last fed position: a prompt chunk's last token, a step's only token.
-        picked = [logits[seq - rows[0], len(by_seq[seq].tokens) - 1] for seq in (r.seq for r in runs)]
+        picked = [
+            logits[seq - rows[0], len(by_seq[seq].tokens) - 1] for seq in (r.seq for r in runs)
+        ]
         return np.stack(picked)
 
     def copy(self, source: int, target: int, length: int) -> None:
@@ -326,8 +331,12 @@ class _SharedKV:
         shape = [1, *self.shape[1:]]
         for i, buffer in enumerate(self.buffers):
             base = buffer.data_ptr()
-            binding.bind_input(f"in{i}", self.device, 0, rt.dtype, shape, base + source * self.row_bytes)
-            binding.bind_output(f"out{i}", self.device, 0, rt.dtype, shape, base + target * self.row_bytes)
+            binding.bind_input(
+                f"in{i}", self.device, 0, rt.dtype, shape, base + source * self.row_bytes
+            )
+            binding.bind_output(
+                f"out{i}", self.device, 0, rt.dtype, shape, base + target * self.row_bytes
+            )
         self._copier.run_with_iobinding(binding)
 
 
@@ -392,9 +401,7 @@ def _token_bytes(path: object, tokenizer: object) -> list[bytes]:
     decoder = json.dumps(data.get("decoder") or {})
     byte_level = "ByteLevel" in decoder
     table = {char: byte for byte, char in _bytes_to_unicode().items()}
-    special = {
-        int(t["id"]): str(t["content"]).encode() for t in data.get("added_tokens") or []
-    }
+    special = {int(t["id"]): str(t["content"]).encode() for t in data.get("added_tokens") or []}
     size = tokenizer.get_vocab_size(with_added_tokens=True)  # type: ignore[attr-defined]
     pieces: list[bytes] = []
     for token in range(size):
