@@ -30,15 +30,23 @@ CACHE = Path(__file__).resolve().parents[2] / ".pytest_cache" / "builder-onnx"
 VERSION = "1"
 
 
-def builder_onnx_model() -> Path:
+SIZES = {
+    # name: hidden, intermediate, layers, query heads, KV heads
+    "tiny": (64, 128, 2, 4, 2),
+    # For benchmarks/bench_onnx.py: big enough that a step is real work (~50M parameters).
+    "bench": (768, 2048, 8, 12, 4),
+}
+
+
+def builder_onnx_model(size: str = "tiny") -> Path:
     """The builder-made model folder (built on first use in this checkout)."""
-    out = CACHE / f"v{VERSION}" / "model"
+    work = CACHE / f"v{VERSION}" if size == "tiny" else CACHE / f"v{VERSION}-{size}"
+    out = work / "model"
     if (out / "genai_config.json").is_file() and (out / ".complete").is_file():
         return out
-    work = CACHE / f"v{VERSION}"
     shutil.rmtree(work, ignore_errors=True)
     hf = work / "hf"
-    _write_hf_model(hf, work / "tiny")
+    _write_hf_model(hf, work / "tiny", SIZES[size])
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     result = subprocess.run(
         [sys.executable, "-m", "onnxruntime_genai.models.builder", "-i", str(hf), "-o", str(out),
@@ -54,7 +62,7 @@ def builder_onnx_model() -> Path:
     return out
 
 
-def _write_hf_model(hf: Path, scratch: Path) -> None:
+def _write_hf_model(hf: Path, scratch: Path, size: tuple[int, int, int, int, int]) -> None:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -63,9 +71,11 @@ def _write_hf_model(hf: Path, scratch: Path) -> None:
     for name in ("tokenizer.json", "tokenizer_config.json"):
         shutil.copy(scratch / name, hf / name)
     tokens, _types, _merges = vocabulary()
+    hidden, intermediate, layers, heads, kv_heads = size
     config = LlamaConfig(
-        vocab_size=len(tokens), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+        vocab_size=len(tokens), hidden_size=hidden, intermediate_size=intermediate,
+        num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=kv_heads,
+        max_position_embeddings=256 if hidden == 64 else 1024,
         bos_token_id=tokens.index(BOS), eos_token_id=tokens.index(EOS),
         tie_word_embeddings=False,
     )  # fmt: skip
