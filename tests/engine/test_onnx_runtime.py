@@ -4,6 +4,7 @@ the hand-built decoder step by step, batching that changes no answer, and clear 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -144,12 +145,35 @@ def test_a_stop_string_ends_the_answer_before_it(built: Path) -> None:
     assert cut.ends["c"].finish_reason == "stop"  # type: ignore[union-attr]
 
 
-def test_json_schema_output_is_refused_naming_the_limit(built: Path) -> None:
-    request = Submit("j", PROMPT, 8, json_schema='{"type": "object"}')
-    end = serve(runtime(built), request).ends["j"]
-    assert isinstance(end, Failed)
-    assert end.code == "invalid_request_error"
-    assert "onnxruntime" in end.error and "JSON schema" in end.error
+SCHEMA = (
+    '{"type": "object", "properties": {"colour": {"enum": ["red", "green"]}, '
+    '"n": {"type": "integer"}}, "required": ["colour", "n"], "additionalProperties": false}'
+)
+
+
+def test_json_schema_output_is_json_that_matches_the_schema(built: Path) -> None:
+    recorder = serve(
+        runtime(built), Submit("j", PROMPT, 64, temperature=0.8, seed=1, json_schema=SCHEMA)
+    )
+    answer = json.loads(recorder.text["j"])
+    assert set(answer) == {"colour", "n"}
+    assert answer["colour"] in ("red", "green") and isinstance(answer["n"], int)
+    assert recorder.ends["j"].finish_reason == "stop"  # type: ignore[union-attr]
+
+
+def test_a_gbnf_grammar_constrains_the_answer(built: Path) -> None:
+    grammar = 'root ::= "yes" | "no"'
+    recorder = serve(
+        runtime(built), Submit("g", PROMPT, 16, temperature=1.0, seed=3, grammar=grammar)
+    )
+    assert recorder.text["g"] in ("yes", "no")
+
+
+def test_a_schema_that_cannot_be_used_is_refused_with_the_reason(built: Path) -> None:
+    request = Submit("bad", PROMPT, 8, json_schema='{"type": "no-such-type"}')
+    end = serve(runtime(built), request).ends["bad"]
+    assert isinstance(end, Failed) and end.code == "invalid_request_error"
+    assert "JSON schema cannot be used" in end.error
 
 
 # --- the hand-built decoder against NumPy ------------------------------------------------

@@ -14,10 +14,11 @@ How a batch runs (see `onnx_layout.py` for what the folder must hold):
   leaves the device. A new prompt (or prompt chunk) runs alone, batch 1, on its slot's rows.
 - Other graphs (plain Concat attention: one past length for the whole batch) run one sequence
   per call, with that sequence's cache kept as arrays between calls.
-Constrained output (grammar, JSON schema) is refused with the reason: no grammar engine for an
-arbitrary tokenizer is wired in yet. Embeddings are refused likewise.
-May import engine.messages, the worker's sampling module, appliance.onnx_layout, numpy,
-onnxruntime and tokenizers.
+Constrained output (a GBNF grammar or a JSON schema, as the API sends them for llama.cpp)
+goes through llguidance, which works from the same tokenizer.json: it masks the logits before
+the NumPy sampler draws. Embeddings are refused with the reason.
+May import engine.messages, the worker's errors and sampling modules, appliance.onnx_layout,
+numpy, onnxruntime, tokenizers and llguidance.
 """
 
 from __future__ import annotations
@@ -106,6 +107,7 @@ class OnnxRuntime:
         self.lengths = [0] * self.slots
         """Valid KV positions of each sequence (positions beyond are free to overwrite)."""
         self._logits: dict[int, np.ndarray] = {}
+        self._lltokenizer: object | None = None
         if layout.group_query_attention:
             self._kv = _SharedKV(ort, self, options)
         else:
@@ -154,30 +156,89 @@ class OnnxRuntime:
             raise RequestRejected(f"top_logprobs: the vocabulary has only {self.n_vocab} tokens")
 
     def grammar_of(self, request: Submit) -> str | None:
-        if request.grammar or request.json_schema:
+        """The request's constraint as an llguidance grammar (its GBNF, or its JSON schema)."""
+        if not (request.grammar or request.json_schema):
+            return None
+        import llguidance
+
+        what = "grammar" if request.grammar else "JSON schema"
+        try:
+            if request.grammar:
+                grammar = llguidance.grammar_from("gbnf", request.grammar)
+            else:
+                # Compact separators, no free whitespace: a model may otherwise fill the
+                # answer with blank lines between keys (llama.cpp's converter caps it at 20).
+                grammar = llguidance.LLMatcher.grammar_from_json_schema(
+                    request.json_schema, defaults={"whitespace_flexible": False}
+                )
+        except Exception as error:  # the converters raise ValueError and friends
             raise RequestRejected(
-                "this model runs on onnxruntime, which cannot constrain output to a grammar or "
-                "JSON schema in this version (response_format json_schema, or a forced tool "
-                "call); use a GGUF model for structured output, or ask without the constraint"
+                f"the {what} cannot be used to constrain the output ({error}); check it"
+            ) from None
+        failed, messages = llguidance.LLMatcher.validate_grammar_with_warnings(
+            grammar, self._guidance_tokenizer()
+        )
+        if failed:
+            raise RequestRejected(
+                f"the {what} cannot be used to constrain the output: {'; '.join(messages)}"
             )
-        return None
+        return grammar
+
+    def _guidance_tokenizer(self) -> object:
+        if self._lltokenizer is None:
+            import llguidance
+
+            text = (self.layout.folder / "tokenizer.json").read_text(encoding="utf-8")
+            self._lltokenizer = llguidance.LLTokenizer(
+                text, n_vocab=self.n_vocab, eos_token=sorted(self.eos) or None
+            )
+        return self._lltokenizer
 
     def new_sampler(self, request: Submit, choice: int, grammar: str | None = None) -> NumpySampler:
         self.check_request(request)
-        return NumpySampler(request, choice, self.context_length)
+        sampler = NumpySampler(request, choice, self.context_length)
+        if grammar:
+            import llguidance
+
+            matcher = llguidance.LLMatcher(self._guidance_tokenizer(), grammar, log_level=0)
+            if matcher.is_error():
+                raise RequestRejected(f"the output constraint failed: {matcher.get_error()}")
+            sampler.matcher = matcher
+        return sampler
 
     def sample(self, sampler: NumpySampler, batch_index: int) -> int:
-        token = sampler.sample(self._logits[batch_index])
+        logits = self._logits[batch_index]
+        matcher = sampler.matcher
+        if matcher is not None:
+            logits = np.where(self._allowed(matcher), logits, -np.inf)
+            if not np.isfinite(logits).any():
+                raise RequestRejected(
+                    "the grammar or JSON schema allows no token at this point of the answer; "
+                    "it may be unsatisfiable"
+                )
+        token = sampler.sample(logits)
         sampler.accept(token)
+        if matcher is not None and not matcher.consume_token(token):
+            raise RequestRejected(f"the output constraint failed: {matcher.get_error()}")
         return token
+
+    def _allowed(self, matcher: object) -> np.ndarray:
+        """llguidance's mask of the tokens allowed next, as booleans over the logits."""
+        from llguidance.numpy import allocate_token_bitmask, fill_next_token_bitmask
+
+        bitmask = allocate_token_bitmask(1, self.n_vocab)
+        fill_next_token_bitmask(matcher, bitmask)  # type: ignore[arg-type]
+        bits = np.unpackbits(bitmask.view(np.uint8), bitorder="little")
+        return bits[: self.n_vocab].astype(bool)
 
     @staticmethod
     def accept(sampler: NumpySampler, token: int) -> None:
+        """A token the batcher forced (never under a grammar: the batcher checks)."""
         sampler.accept(token)
 
     @staticmethod
     def free_sampler(sampler: NumpySampler) -> None:
-        pass
+        sampler.matcher = None
 
     def logprobs(self, batch_index: int, token: int, top: int) -> TokenLogprob:
         return token_logprob(self._logits[batch_index], token, top, self._text)
@@ -297,6 +358,8 @@ class _SharedKV:
             self.device = "cpu"
             self.buffers = [new(self.shape, rt.dtype, "cpu", 0) for _ in rt.kv_names]
         self.binding = rt.session.io_binding()
+        self.bound_rows: tuple[int, int] | None = None
+        self.logits_index = len(rt.kv_names)  # outputs come back in binding order
         self._copier = _copy_session(ort, rt, options)
 
     def run(self, runs: list[_Run]) -> np.ndarray:
@@ -305,18 +368,24 @@ class _SharedKV:
         # Rows must be contiguous in the buffer: run over lo..hi, idle slots as dummies.
         rows = list(range(seqs[0], seqs[-1] + 1))
         binding = self.binding
-        binding.clear_binding_inputs()
-        binding.clear_binding_outputs()
+        if self.bound_rows != (rows[0], len(rows)):
+            # The cache views change only when the rows do: rebinding them every step costs
+            # a few percent of a small model's step (binding a name again replaces it).
+            binding.clear_binding_inputs()
+            binding.clear_binding_outputs()
+            shape = [len(rows), *self.shape[1:]]
+            for buffer, (past, present) in zip(self.buffers, rt.kv_names, strict=True):
+                pointer = buffer.data_ptr() + rows[0] * self.row_bytes
+                binding.bind_input(past, self.device, 0, rt.dtype, shape, pointer)
+                binding.bind_output(present, self.device, 0, rt.dtype, shape, pointer)
+            self.bound_rows = (rows[0], len(rows))
         for name, value in rt.feeds(runs, rows).items():
             binding.bind_cpu_input(name, value)
-        shape = [len(rows), *self.shape[1:]]
-        for buffer, (past, present) in zip(self.buffers, rt.kv_names, strict=True):
-            pointer = buffer.data_ptr() + rows[0] * self.row_bytes
-            binding.bind_input(past, self.device, 0, rt.dtype, shape, pointer)
-            binding.bind_output(present, self.device, 0, rt.dtype, shape, pointer)
+        # Bound afresh each run: after a run the name holds that run's logits, whose shape
+        # (rows x fed tokens) the next run may not share.
         binding.bind_output(rt.layout.logits, "cpu")
         rt.session.run_with_iobinding(binding)
-        logits = binding.get_outputs()[-1].numpy()
+        logits = binding.get_outputs()[self.logits_index].numpy()
         by_seq = {r.seq: r for r in runs}
         # Each run's last fed position: a prompt chunk's last token, a step's only token.
         picked = [

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -33,6 +34,8 @@ class NumpySampler:
         self.bias = np.array(list(request.logit_bias.values()), dtype=np.float32)
         seed = None if request.seed is None else (request.seed + choice) & 0xFFFFFFFF
         self.rng = np.random.default_rng(seed)
+        self.matcher: Any = None
+        """The runtime's grammar state for this choice (llguidance's matcher), if constrained."""
 
     def accept(self, token: int) -> None:
         if self.history.maxlen:
