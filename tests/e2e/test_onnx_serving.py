@@ -121,3 +121,11 @@ def _text(delta: object) -> str:
     return (getattr(delta, "content", None) or "") + (
         getattr(delta, "reasoning_content", None) or ""
     )
+
+
+def test_embeddings_from_the_onnx_model_are_refused_naming_the_limit(
+    client: openai.OpenAI,
+) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.embeddings.create(model="tiny-onnx", input=["hello"])
+    assert "onnxruntime" in str(caught.value) and "GGUF" in str(caught.value)
