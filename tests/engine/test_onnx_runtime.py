@@ -252,3 +252,27 @@ def test_logits_equal_a_numpy_forward_pass_step_by_step_with_the_cache(hand_buil
     end = serve(rt, Submit("m", PROMPT, 6, temperature=0), batcher=batcher).ends["m"]
     assert end.cached_tokens > 0  # type: ignore[union-attr]
     assert max(error for _, error in compared) < 1e-4
+
+
+def test_a_prompt_continuing_a_cached_prefix_answers_as_if_computed_whole(built: Path) -> None:
+    # The second prompt shares only its start with the first: its rest is fed as one chunk
+    # after a cached past (GroupQueryAttention's "subsequent prompt"), not token by token.
+    shared = f"{BOS}<｜User｜>hello there, the answer is"
+    rt = runtime(built, slots=2)
+    batcher = Batcher(rt, Recorder())
+    serve(rt, Submit("a", shared + " one<｜Assistant｜>", 4, temperature=0), batcher=batcher)
+    second = Submit("b", shared + " another thing entirely<｜Assistant｜>", 16, temperature=0)
+    reused = serve(rt, second, batcher=batcher)
+    fresh = serve(runtime(built), second)
+    assert reused.ends["b"].cached_tokens > 5  # type: ignore[union-attr]
+    assert reused.text["b"] == fresh.text["b"]
+
+
+def test_long_prompts_are_fed_in_chunks_with_the_same_answer(built: Path, monkeypatch) -> None:
+    from appliance.engine.worker import onnxrt
+
+    prompt = f"{BOS}<｜User｜>{'the answer ' * 12}<｜Assistant｜>"
+    whole = serve(runtime(built), Submit("w", prompt, 12, temperature=0)).text["w"]
+    monkeypatch.setattr(onnxrt, "PREFILL_CHUNK", 7)
+    chunked = serve(runtime(built), Submit("c", prompt, 12, temperature=0)).text["c"]
+    assert chunked == whole
