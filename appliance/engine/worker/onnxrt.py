@@ -23,15 +23,15 @@ numpy, onnxruntime, tokenizers and llguidance.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
 from appliance.engine.messages import Load, Submit, TokenLogprob
 from appliance.engine.worker.errors import LoadError, RequestRejected
+from appliance.engine.worker.onnx_cache import PerSequenceKV, Run, SharedKV
+from appliance.engine.worker.onnx_tokens import token_bytes
 from appliance.engine.worker.sampling import NumpySampler, token_logprob
 from appliance.onnx_layout import LayoutError, read_layout
 
@@ -52,15 +52,6 @@ class OnnxBatch:
         self.n_tokens = 0
 
 
-@dataclass
-class _Run:
-    seq: int
-    start: int
-    tokens: list[int]
-    output: int | None
-    """Batch index whose logits the batcher will sample (None: a chunk in the middle)."""
-
-
 class OnnxRuntime:
     """One decoder graph with `slots` sequences of `context_length` tokens each."""
 
@@ -76,7 +67,7 @@ class OnnxRuntime:
             raise LoadError(str(error)) from None
         progress(0.05)
         self.tokenizer = Tokenizer.from_file(str(layout.folder / "tokenizer.json"))
-        self._pieces = _token_bytes(layout.folder / "tokenizer.json", self.tokenizer)
+        self._pieces = token_bytes(layout.folder / "tokenizer.json", self.tokenizer)
         self.n_vocab = layout.vocab_size or self.tokenizer.get_vocab_size()
         self.eos = set(layout.eos_token_ids)
         self.bos = layout.bos_token_id
@@ -109,9 +100,9 @@ class OnnxRuntime:
         self._logits: dict[int, np.ndarray] = {}
         self._lltokenizer: object | None = None
         if layout.group_query_attention:
-            self._kv = _SharedKV(ort, self, options)
+            self._kv: SharedKV | PerSequenceKV = SharedKV(ort, self, options)
         else:
-            self._kv = _PerSequenceKV(self)
+            self._kv = PerSequenceKV(self)
         self.load_seconds = time.monotonic() - started
         progress(1.0)
 
@@ -257,12 +248,12 @@ class OnnxRuntime:
 
     def decode(self, batch: OnnxBatch) -> int:
         """Run the batch: 0 on success, 1 when a sequence would outgrow the cache."""
-        runs: dict[int, _Run] = {}
+        runs: dict[int, Run] = {}
         for i in range(batch.n_tokens):
             seq = int(batch.seq_id[i][0])
             run = runs.get(seq)
             if run is None:
-                run = runs[seq] = _Run(seq, int(batch.pos[i]), [], None)
+                run = runs[seq] = Run(seq, int(batch.pos[i]), [], None)
             run.tokens.append(int(batch.token[i]))
             if batch.logits[i]:
                 run.output = i
@@ -279,20 +270,20 @@ class OnnxRuntime:
             for at in range(0, len(run.tokens), PREFILL_CHUNK):
                 chunk = run.tokens[at : at + PREFILL_CHUNK]
                 last = at + len(chunk) >= len(run.tokens)
-                part = _Run(run.seq, run.start + at, chunk, run.output if last else None)
+                part = Run(run.seq, run.start + at, chunk, run.output if last else None)
                 self._run([part])
         if steps:
             self._run(steps)
         return 0
 
-    def _run(self, runs: list[_Run]) -> None:
+    def _run(self, runs: list[Run]) -> None:
         logits = self._kv.run(runs)
         for row, run in enumerate(runs):
             self.lengths[run.seq] = run.start + len(run.tokens)
             if run.output is not None:
                 self._logits[run.output] = logits[row]
 
-    def feeds(self, runs: list[_Run], rows: Sequence[int]) -> dict[str, np.ndarray]:
+    def feeds(self, runs: list[Run], rows: Sequence[int]) -> dict[str, np.ndarray]:
         """input_ids, attention_mask (and position_ids) for `rows` (sequence ids, in order):
         the runs' tokens, and a dummy token for a row that is only there to keep rows
         contiguous (it writes past its sequence's valid length, where nothing is kept)."""
@@ -340,164 +331,8 @@ class OnnxRuntime:
         )
 
 
-class _SharedKV:
-    """One KV buffer per past/present pair, [slots, kv_heads, context + 1, head], bound in
-    place: GroupQueryAttention writes each row's new entries at that row's own length. The
-    extra position is scratch for a dummy row whose sequence is already full."""
-
-    def __init__(self, ort: object, rt: OnnxRuntime, options: object) -> None:
-        self.ort, self.rt = ort, rt
-        layout = rt.layout
-        self.shape = [rt.slots, layout.kv_heads, rt.context_length + 1, layout.head_size]
-        self.row_bytes = int(np.prod(self.shape[1:])) * rt.dtype.itemsize
-        self.device = rt.device_type
-        new = ort.OrtValue.ortvalue_from_shape_and_type  # type: ignore[attr-defined]
-        try:
-            self.buffers = [new(self.shape, rt.dtype, self.device, 0) for _ in rt.kv_names]
-        except Exception:  # a provider without Python allocation: keep the cache in host RAM
-            self.device = "cpu"
-            self.buffers = [new(self.shape, rt.dtype, "cpu", 0) for _ in rt.kv_names]
-        self.binding = rt.session.io_binding()
-        self.bound_rows: tuple[int, int] | None = None
-        self.logits_index = len(rt.kv_names)  # outputs come back in binding order
-        self._copier = _copy_session(ort, rt, options)
-
-    def run(self, runs: list[_Run]) -> np.ndarray:
-        rt = self.rt
-        seqs = sorted(r.seq for r in runs)
-        # Rows must be contiguous in the buffer: run over lo..hi, idle slots as dummies.
-        rows = list(range(seqs[0], seqs[-1] + 1))
-        binding = self.binding
-        if self.bound_rows != (rows[0], len(rows)):
-            # The cache views change only when the rows do: rebinding them every step costs
-            # a few percent of a small model's step (binding a name again replaces it).
-            binding.clear_binding_inputs()
-            binding.clear_binding_outputs()
-            shape = [len(rows), *self.shape[1:]]
-            for buffer, (past, present) in zip(self.buffers, rt.kv_names, strict=True):
-                pointer = buffer.data_ptr() + rows[0] * self.row_bytes
-                binding.bind_input(past, self.device, 0, rt.dtype, shape, pointer)
-                binding.bind_output(present, self.device, 0, rt.dtype, shape, pointer)
-            self.bound_rows = (rows[0], len(rows))
-        for name, value in rt.feeds(runs, rows).items():
-            binding.bind_cpu_input(name, value)
-        # Bound afresh each run: after a run the name holds that run's logits, whose shape
-        # (rows x fed tokens) the next run may not share.
-        binding.bind_output(rt.layout.logits, "cpu")
-        rt.session.run_with_iobinding(binding)
-        logits = binding.get_outputs()[self.logits_index].numpy()
-        by_seq = {r.seq: r for r in runs}
-        # Each run's last fed position: a prompt chunk's last token, a step's only token.
-        picked = [
-            logits[seq - rows[0], len(by_seq[seq].tokens) - 1] for seq in (r.seq for r in runs)
-        ]
-        return np.stack(picked)
-
-    def copy(self, source: int, target: int, length: int) -> None:
-        """Copy a sequence's cache rows on the device (an Identity graph bound to both)."""
-        rt = self.rt
-        binding = self._copier.io_binding()
-        shape = [1, *self.shape[1:]]
-        for i, buffer in enumerate(self.buffers):
-            base = buffer.data_ptr()
-            binding.bind_input(
-                f"in{i}", self.device, 0, rt.dtype, shape, base + source * self.row_bytes
-            )
-            binding.bind_output(
-                f"out{i}", self.device, 0, rt.dtype, shape, base + target * self.row_bytes
-            )
-        self._copier.run_with_iobinding(binding)
-
-
-def _copy_session(ort: object, rt: OnnxRuntime, options: object) -> object:
-    from onnx import TensorProto, helper
-
-    element = TensorProto.FLOAT if rt.dtype == np.float32 else TensorProto.FLOAT16
-    dims = ["b", "h", "t", "d"]
-    count = len(rt.kv_names)
-    graph = helper.make_graph(
-        [helper.make_node("Identity", [f"in{i}"], [f"out{i}"]) for i in range(count)],
-        "kv_copy",
-        [helper.make_tensor_value_info(f"in{i}", element, dims) for i in range(count)],
-        [helper.make_tensor_value_info(f"out{i}", element, dims) for i in range(count)],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    providers = rt.session.get_providers()
-    return ort.InferenceSession(model.SerializeToString(), providers=providers)  # type: ignore[attr-defined]
-
-
-class _PerSequenceKV:
-    """Each sequence's cache as host arrays, fed as past and replaced by present each run."""
-
-    def __init__(self, rt: OnnxRuntime) -> None:
-        self.rt = rt
-        layout = rt.layout
-        empty = np.zeros((1, layout.kv_heads, 0, layout.head_size), dtype=rt.dtype)
-        self.cache: list[list[np.ndarray]] = [[empty] * len(rt.kv_names) for _ in range(rt.slots)]
-        self.outputs = [layout.logits, *(present for _, present in rt.kv_names)]
-
-    def run(self, runs: list[_Run]) -> np.ndarray:
-        rt = self.rt
-        picked = []
-        for run in runs:
-            length = rt.lengths[run.seq]
-            feeds = rt.feeds([run], [run.seq])
-            for (past, _), value in zip(rt.kv_names, self.cache[run.seq], strict=True):
-                feeds[past] = value[:, :, :length]
-            logits, *present = rt.session.run(self.outputs, feeds)
-            self.cache[run.seq] = present
-            picked.append(logits[0, -1])
-        return np.stack(picked)
-
-    def copy(self, source: int, target: int, length: int) -> None:
-        self.cache[target] = [value[:, :, :length].copy() for value in self.cache[source]]
-
-
 def _folder(model_path: str) -> object:
     from pathlib import Path
 
     path = Path(model_path)
     return path if path.is_dir() else path.parent
-
-
-def _token_bytes(path: object, tokenizer: object) -> list[bytes]:
-    """Each token's bytes, so that a character split across tokens reaches the batcher's
-    UTF-8 decoder whole. Byte-level BPE maps bytes to printable characters (GPT-2's table);
-    SentencePiece-style vocabularies write bytes as `<0xAB>` and spaces as `▁`."""
-    with open(path, encoding="utf-8") as handle:  # type: ignore[call-overload]
-        data = json.load(handle)
-    decoder = json.dumps(data.get("decoder") or {})
-    byte_level = "ByteLevel" in decoder
-    table = {char: byte for byte, char in _bytes_to_unicode().items()}
-    special = {int(t["id"]): str(t["content"]).encode() for t in data.get("added_tokens") or []}
-    size = tokenizer.get_vocab_size(with_added_tokens=True)  # type: ignore[attr-defined]
-    pieces: list[bytes] = []
-    for token in range(size):
-        if token in special:
-            pieces.append(special[token])
-            continue
-        text = tokenizer.id_to_token(token)  # type: ignore[attr-defined]
-        if text is None:
-            pieces.append(b"")
-        elif byte_level:
-            pieces.append(bytes(table[c] for c in text if c in table))
-        elif len(text) == 6 and text.startswith("<0x") and text.endswith(">"):
-            pieces.append(bytes([int(text[3:5], 16)]))
-        else:
-            pieces.append(text.replace("\u2581", " ").encode())
-    return pieces
-
-
-def _bytes_to_unicode() -> dict[int, str]:
-    """GPT-2's reversible map from bytes to printable characters (byte-level BPE)."""
-    keep = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1),
-            *range(ord("®"), ord("ÿ") + 1)]  # fmt: skip
-    chars = list(keep)
-    extra = 0
-    for byte in range(256):
-        if byte not in keep:
-            keep.append(byte)
-            chars.append(256 + extra)
-            extra += 1
-    return dict(zip(keep, (chr(c) for c in chars), strict=True))
