@@ -166,6 +166,11 @@ class ModelPlacement(BaseModel):
     env: dict[str, str] = Field(default_factory=dict)
     """Device visibility for the worker (`CUDA_VISIBLE_DEVICES`, `ASCEND_RT_VISIBLE_DEVICES`)."""
     reason: str = ""
+    engine: str = "llama.cpp"
+    """The runtime that serves it: `llama.cpp` (GGUF) or `onnxruntime` (ONNX, where `backend`
+    is the execution provider)."""
+    provider_options: dict[str, str] = Field(default_factory=dict)
+    """onnxruntime execution provider options (device id and the like)."""
 
 
 class RuntimeReport(BaseModel):

@@ -198,6 +198,7 @@ class EngineManager:
         model.record.backend = placement.backend
         model.record.placement = placement.reason
         model.record.cpu_variant = placement.cpu_variant
+        model.record.engine = placement.engine
         worker = WorkerProcess(
             model.info.name,
             on_progress=self._progress_setter(model),
@@ -221,6 +222,9 @@ class EngineManager:
             runtime_dir=placement.runtime_dir,
             backend_libs=placement.backend_libs,
             oom_score_adj=self.config.engine.worker_oom_score_adj,
+            engine=placement.engine,
+            provider=placement.backend if placement.engine == "onnxruntime" else "",
+            provider_options=placement.provider_options,
         )
         try:
             ready = await worker.start(

@@ -31,6 +31,13 @@ class Load(msgspec.Struct, tag="load"):
     """ggml backends to register, in order: the self-tested CPU variant, then the accelerator's."""
     oom_score_adj: int | None = None
     """Raise the worker's `oom_score_adj` to this before loading, so it is killed first."""
+    engine: str = "llama.cpp"
+    """Which runtime serves the model, as the placement chose: `llama.cpp` or `onnxruntime`."""
+    provider: str = ""
+    """onnxruntime's execution provider (`CUDAExecutionProvider`, `CANNExecutionProvider`,
+    `CPUExecutionProvider`); unused by llama.cpp."""
+    provider_options: dict[str, str] = msgspec.field(default_factory=dict)
+    """That provider's options (device id and the like), as the placement set them."""
 
 
 class Submit(msgspec.Struct, tag="submit"):

@@ -33,6 +33,7 @@ __all__ = [
     "choose_default_model",
     "default_threads",
     "place_model",
+    "place_onnx_model",
     "rank_placements",
 ]
 
@@ -40,6 +41,8 @@ ALL_LAYERS = -1
 """llama.cpp's "offload every layer" (n_gpu_layers < 0)."""
 FALLBACK_SLOTS = 4
 """Slots for a model whose shape was never recorded (imported by an old version)."""
+ONNX_SLOTS = 4
+"""Slots for an ONNX model: the fit planner reads GGUF shapes only."""
 
 
 class NoPlacement(EngineError):
@@ -69,6 +72,8 @@ def place_model(
     info: ModelInfo, devices: list[Accelerator], runtimes: RuntimeReport, config: Config
 ) -> ModelPlacement:
     """The best way to run `info` here, falling back to the CPU with the reason why."""
+    if info.format == ModelFormat.ONNX:
+        return place_onnx_model(info, devices, runtimes, config)
     if info.format != ModelFormat.GGUF:
         raise NoPlacement(
             f"{info.name} is an {info.format.value.upper()} model; this version serves GGUF "
@@ -112,6 +117,42 @@ def place_model(
         )  # fmt: skip
     why = f"{device.id} cannot hold it ({fit.verdict}): {arithmetic}"
     return _on_cpu(info, devices, config, base, cpu_id, why)
+
+
+def place_onnx_model(
+    info: ModelInfo, devices: list[Accelerator], runtimes: RuntimeReport, config: Config
+) -> ModelPlacement:
+    """An ONNX model goes to onnxruntime, never to llama.cpp: on the best execution provider
+    the runtime probe listed (CANN on Ascend, CUDA on NVIDIA, else the CPU), with the reason."""
+    candidates = [p for p in rank_placements(devices, runtimes) if p.engine == "onnxruntime"]
+    if not candidates:
+        found = ", ".join(runtimes.onnxruntime_providers) or "none"
+        raise NoPlacement(
+            f"{info.name} is an ONNX model, served by onnxruntime, but no execution provider "
+            f"can run it here (onnxruntime {runtimes.onnxruntime_version or 'not installed'}; "
+            f"providers: {found}); install onnxruntime, or import the model as GGUF"
+        )
+    best = candidates[0]
+    device = next((d for d in devices if d.id == best.device_id), None)
+    on_device = device is not None and device.kind != DeviceKind.CPU
+    slots = config.engine.slots or ONNX_SLOTS
+    sized = (
+        f"{slots} slots (engine.slots)"
+        if config.engine.slots
+        else f"{slots} slots (no memory plan for ONNX models yet; set engine.slots to change)"
+    )
+    return ModelPlacement(
+        engine="onnxruntime",
+        device_id=best.device_id,
+        backend=best.backend,
+        context_length=context_for(info, config),
+        slots=slots,
+        threads=config.engine.threads or default_threads(),
+        # The placed device is made the only visible one, so it is device 0 to the provider.
+        provider_options={"device_id": "0"} if on_device else {},
+        env=_visibility(device) if on_device and device is not None else {},
+        reason=f"{best.reason}; {sized}",
+    )
 
 
 def _runtime(runtimes: RuntimeReport) -> dict[str, object]:
@@ -192,7 +233,9 @@ def choose_default_model(
     installed: list[ModelInfo], devices: list[Accelerator], config: Config
 ) -> str | None:
     """The configured default, else the largest installed GGUF model that the fit planner says
-    runs here (on an accelerator or the CPU) with at least one slot of the configured context."""
+    runs here (on an accelerator or the CPU) with at least one slot of the configured context.
+    ONNX models are never chosen by themselves (no memory plan for them): name one in
+    `default_model` to make it the default."""
     if config.default_model:
         return config.default_model
     runnable = []

@@ -1,6 +1,7 @@
 """ONNX model folders (onnxruntime-genai layout): reading their metadata and importing them.
 
-Imports `appliance.errors`, `appliance.records`, the store's own modules and (lazily) `onnx`.
+Imports `appliance.errors`, `appliance.records`, `appliance.onnx_layout` (whose checks refuse a
+folder the ONNX engine could not serve), the store's own modules and (lazily) `onnx`.
 
 A folder holds one or more `.onnx` graphs, maybe external weight files (`model.onnx.data`),
 `genai_config.json` (model type, context length, token ids) and the tokenizer files
@@ -47,6 +48,7 @@ def read_onnx_metadata(folder: Path) -> ModelMetadata:
             f"{folder}: no .onnx file in this folder; an ONNX model folder holds model.onnx "
             "and genai_config.json"
         )
+    _check_servable(folder)
     genai = _json(folder / "genai_config.json")
     tokenizer = _json(folder / "tokenizer_config.json")
     model_cfg = genai.get("model", {}) if isinstance(genai.get("model"), dict) else {}
@@ -77,7 +79,7 @@ def read_onnx_metadata(folder: Path) -> ModelMetadata:
     else:
         quantization = types.most_common(1)[0][0] if types else ""
     context = model_cfg.get("context_length")
-    template = tokenizer.get("chat_template")
+    template = tokenizer.get("chat_template") or _text(folder / "chat_template.jinja")
     return ModelMetadata(
         architecture=str(model_cfg.get("type") or "onnx"),
         name=folder.name,
@@ -129,6 +131,26 @@ def import_onnx_dir(
         raise store.storage_error(exc, str(src), total) from None
     finally:
         blobs.remove_tree(partial)
+
+
+def _check_servable(folder: Path) -> None:
+    """Refuse at import what the ONNX engine could not serve, with the reason (not at the
+    first request): no genai_config.json, a multi-graph pipeline, no KV cache, unknown ops."""
+    from appliance.onnx_layout import LayoutError, read_layout
+
+    try:
+        read_layout(folder)
+    except LayoutError as error:
+        raise ModelFormatError(f"cannot serve this ONNX model: {error}") from None
+
+
+def _text(path: Path) -> str | None:
+    if not path.is_file() or path.stat().st_size > MAX_JSON_BYTES:
+        return None
+    try:
+        return path.read_text(encoding="utf-8") or None
+    except (OSError, UnicodeDecodeError):
+        return None
 
 
 def _load_graph(path: Path) -> Any:

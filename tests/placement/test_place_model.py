@@ -90,8 +90,55 @@ def test_no_runtime_is_a_clear_refusal(smollm2: ModelInfo) -> None:
 
 def test_an_onnx_model_is_not_handed_to_llama_cpp(smollm2: ModelInfo) -> None:
     onnx = smollm2.model_copy(update={"format": ModelFormat.ONNX, "name": "tiny-onnx"})
-    with pytest.raises(NoPlacement, match="ONNX"):
-        place_model(onnx, [CPU], CPU_LLAMA, Config())
+    with pytest.raises(NoPlacement, match="ONNX model, served by onnxruntime"):
+        place_model(onnx, [CPU], CPU_LLAMA, Config())  # this box's onnxruntime lists nothing
+
+
+ORT_CPU = CPU_LLAMA.model_copy(
+    update={"onnxruntime_version": "1.32.0", "onnxruntime_providers": ["CPUExecutionProvider"]}
+)
+
+
+@pytest.mark.parametrize(
+    ("devices", "providers", "device_id", "provider", "env"),
+    [
+        ([CPU], ["CPUExecutionProvider"], "cpu0", "CPUExecutionProvider", {}),
+        ([H100, CPU], ["CUDAExecutionProvider", "CPUExecutionProvider"], "nvidia0",
+         "CUDAExecutionProvider", {"CUDA_VISIBLE_DEVICES": "0"}),
+        ([NPU, CPU], ["CANNExecutionProvider", "CPUExecutionProvider"], "ascend0",
+         "CANNExecutionProvider", {"ASCEND_RT_VISIBLE_DEVICES": "0"}),
+        ([H100, CPU], ["CPUExecutionProvider"], "cpu0", "CPUExecutionProvider", {}),
+    ],
+)  # fmt: skip
+def test_an_onnx_model_runs_on_onnxruntimes_best_provider_with_the_reason(
+    smollm2: ModelInfo, devices: list[Accelerator], providers: list[str], device_id: str,
+    provider: str, env: dict[str, str],
+) -> None:  # fmt: skip
+    onnx = smollm2.model_copy(update={"format": ModelFormat.ONNX, "name": "tiny-onnx"})
+    runtimes = CUDA_LLAMA.model_copy(
+        update={"onnxruntime_version": "1.32.0", "onnxruntime_providers": providers}
+    )
+    placed = place_model(onnx, devices, runtimes, Config())
+    assert placed.engine == "onnxruntime"
+    assert (placed.device_id, placed.backend, placed.env) == (device_id, provider, env)
+    assert provider in placed.reason or "onnxruntime on the CPU" in placed.reason
+    assert placed.provider_options == ({"device_id": "0"} if env else {})
+    assert placed.backend_libs == [] and placed.gpu_layers == 0  # nothing of llama.cpp
+
+
+def test_a_gguf_model_is_still_placed_on_llama_cpp_when_onnxruntime_could_run(
+    smollm2: ModelInfo,
+) -> None:
+    placed = place_model(smollm2, [CPU], ORT_CPU, Config())
+    assert (placed.engine, placed.backend) == ("llama.cpp", "CPU")
+
+
+def test_the_default_model_is_never_an_onnx_model_chosen_by_itself(smollm2: ModelInfo) -> None:
+    onnx = smollm2.model_copy(
+        update={"format": ModelFormat.ONNX, "name": "big-onnx", "size_bytes": 10**12}
+    )
+    assert choose_default_model([onnx, smollm2], [CPU], Config()) == "smollm2"
+    assert choose_default_model([onnx], [CPU], Config()) is None
 
 
 def test_one_gpu_of_several_is_the_only_one_the_worker_sees(smollm2: ModelInfo) -> None:

@@ -14,6 +14,7 @@ import sys
 import traceback
 from collections import deque
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from appliance.engine.messages import (
     Delta,
@@ -23,14 +24,21 @@ from appliance.engine.messages import (
     Stats,
     Submit,
 )
-from appliance.engine.worker.llamacpp import LlamaRuntime, RequestRejected, Sampler
+from appliance.engine.worker.errors import RequestRejected
 from appliance.engine.worker.slots import Choice, Slot, common_prefix
+
+if TYPE_CHECKING:
+    # Either runtime drives the batcher: llama.cpp's, or onnxruntime's (`onnxrt.OnnxRuntime`,
+    # same surface); neither is imported here, so an ONNX worker never loads llama.cpp.
+    from appliance.engine.worker.llamacpp import LlamaRuntime
+
+Sampler = Any
 
 FORCED_THINK_END = "\n</think>\n\n"
 
 
 class Batcher:
-    def __init__(self, runtime: LlamaRuntime, send: Callable[[FromWorker], None]) -> None:
+    def __init__(self, runtime: LlamaRuntime | Any, send: Callable[[FromWorker], None]) -> None:
         self.rt = runtime
         self.send = send
         self.slots = [Slot(seq) for seq in range(runtime.slots)]

@@ -12,11 +12,15 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from appliance.engine.messages import Embed, Embeddings, Failed, FromWorker
-from appliance.engine.worker.llamacpp import LlamaRuntime, RequestRejected
+from appliance.engine.worker.errors import RequestRejected
+
+if TYPE_CHECKING:
+    from appliance.engine.worker.llamacpp import LlamaRuntime
 
 
 @dataclass
@@ -31,7 +35,7 @@ class _Job:
 
 
 class Embedder:
-    def __init__(self, runtime: LlamaRuntime, send: Callable[[FromWorker], None]) -> None:
+    def __init__(self, runtime: LlamaRuntime | Any, send: Callable[[FromWorker], None]) -> None:
         self.rt = runtime
         self.send = send
         self.jobs: deque[_Job] = deque()

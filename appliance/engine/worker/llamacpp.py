@@ -3,7 +3,8 @@
 Owns the native handles of one worker: a model, one context whose unified KV cache holds every
 sequence slot, per-sequence sampler chains, and (lazily) an embeddings context. The batching
 logic lives in `batcher.py`; this module only wraps the C calls it needs, so that the native
-surface is small and easy to review. May import engine.messages only (plus llama_cpp, numpy).
+surface is small and easy to review. May import engine.messages and the worker's errors only
+(plus llama_cpp, numpy).
 """
 
 from __future__ import annotations
@@ -17,14 +18,7 @@ import llama_cpp as L
 import numpy as np
 
 from appliance.engine.messages import Load, Submit, TokenLogprob, TopLogprob
-
-
-class LoadError(Exception):
-    """The model file could not be loaded (its message is shown to the administrator)."""
-
-
-class RequestRejected(ValueError):
-    """This request cannot be served as written (its message is shown to its sender)."""
+from appliance.engine.worker.errors import LoadError, RequestRejected
 
 
 class Sampler:
@@ -360,3 +354,6 @@ def _grammar_from_schema(schema: str | None) -> str | None:
     from llama_cpp.llama_grammar import json_schema_to_gbnf
 
     return json_schema_to_gbnf(schema)
+
+
+__all__ = ["LlamaRuntime", "LoadError", "RequestRejected", "Sampler"]

@@ -123,17 +123,23 @@ class Worker:
     def load(self, request: Load) -> bool:
         raise_oom_score(request.oom_score_adj)
         try:
-            # The placement names the build and the backends; llama_cpp is imported only after
-            # they are registered, so this process never runs a variant nobody tested.
-            activate(request.runtime_dir, request.backend_libs)
-            # Imported here so that a broken llama.cpp install is reported as LoadFailed.
+            # Imported here so that a broken runtime install is reported as LoadFailed.
             from appliance.engine.worker.batcher import Batcher
             from appliance.engine.worker.embedder import Embedder
-            from appliance.engine.worker.llamacpp import LlamaRuntime
 
-            self.runtime = LlamaRuntime(
-                request, on_progress=lambda f: self.outbox.send(LoadProgress(f))
-            )
+            progress = lambda f: self.outbox.send(LoadProgress(f))  # noqa: E731
+            if request.engine == "onnxruntime":
+                # ONNX models (onnxruntime-genai layout); llama.cpp is never loaded here.
+                from appliance.engine.worker.onnxrt import OnnxRuntime
+
+                self.runtime = OnnxRuntime(request, on_progress=progress)
+            else:
+                # The placement names the build and the backends; llama_cpp is imported only
+                # after they are registered, so this process never runs an untested variant.
+                activate(request.runtime_dir, request.backend_libs)
+                from appliance.engine.worker.llamacpp import LlamaRuntime
+
+                self.runtime = LlamaRuntime(request, on_progress=progress)
             self.batcher = Batcher(self.runtime, self.outbox.send)
             self.embedder = Embedder(self.runtime, self.outbox.send)
         except Exception as exc:  # any failure in native loading is reported, not raised
