@@ -45,6 +45,7 @@ from appliance.store.audit import AuditLog
 from appliance.store.keys import KeyStore
 from appliance.store.models import ModelStore
 from appliance.tls import TlsState, certificate_for
+from appliance.upstream import UpstreamPool
 
 log = logging.getLogger("appliance.daemon")
 
@@ -198,6 +199,8 @@ def build_services(config: Config) -> tuple[Services, str | None]:
     host, port = config.listen_address
     hooks = HookRunner.from_config(config)
     certificate = certificate_for(config)
+    upstreams = UpstreamPool(config)
+    upstreams.load()  # a broken upstreams file stops the start with a one-line error
     services = Services(
         config=config,
         store=store,
@@ -209,6 +212,7 @@ def build_services(config: Config) -> tuple[Services, str | None]:
         tls=TlsState(config, certificate) if certificate else None,
         scheduler=Scheduler(queue_size=config.engine.queue_size),
         audit=AuditLog(config.database),
+        upstreams=upstreams,
     )
     if config.metrics.enabled:
         services.metrics = Metrics(services)
@@ -308,6 +312,8 @@ async def _serve(
         loop.add_signal_handler(sig, stop, sig.name)
     loop.add_signal_handler(signal.SIGHUP, reload_tls, services)
     services.engine.start()
+    if services.upstreams is not None:
+        services.upstreams.start()
     startup = asyncio.create_task(_boot(services), name="boot")
     unsubscribe = services.devices.subscribe(device_event_handler(services, loop))
     settings = services.config.devices
@@ -334,6 +340,8 @@ async def _serve(
         prune.cancel()
         unsubscribe()
         await services.engine.shutdown()
+        if services.upstreams is not None:
+            await services.upstreams.shutdown()
         notifier.close()
 
 

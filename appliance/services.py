@@ -20,6 +20,7 @@ from appliance.store.audit import AuditLog
 from appliance.store.keys import KeyStore
 from appliance.store.models import ModelStore
 from appliance.tls import TlsState
+from appliance.upstream import UpstreamPool
 
 
 @dataclass
@@ -44,5 +45,7 @@ class Services:
     audit: AuditLog | None = None
     tls: TlsState | None = None
     """The LAN listener's certificate and SSL context; None when `tls.mode` is off."""
+    upstreams: UpstreamPool | None = None
+    """Model names forwarded to OpenAI-compatible servers (`appliance upstream add`)."""
     metrics: Any = None
     """`api.metrics.Metrics` when metrics are on (typed loosely: services may not import api)."""

@@ -71,6 +71,7 @@ def _register() -> None:
         serve,
         status,
         tui,
+        upstream,
     )
 
     cli.add_command(serve.serve)
@@ -84,6 +85,7 @@ def _register() -> None:
     cli.add_command(doctor.doctor)
     cli.add_command(hooks.hooks)
     cli.add_command(firstboot.firstboot)
+    cli.add_command(upstream.upstream)
 
 
 _register()

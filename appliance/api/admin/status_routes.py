@@ -34,4 +34,5 @@ async def status(services: ServicesDep) -> DaemonStatus:
         tls_mode=config.tls.mode,
         tls_fingerprint=certificate.fingerprint if certificate else None,
         tls_not_after=certificate.not_after.timestamp() if certificate else None,
+        upstreams=services.upstreams.states() if services.upstreams else [],
     )
