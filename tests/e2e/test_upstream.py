@@ -296,3 +296,27 @@ def test_another_appliance_as_upstream_with_reasoning_in_the_callers_field(
     deltas = [event["choices"][0]["delta"] for event in events if event.get("choices")]
     assert "".join(d.get("reasoning_content") or "" for d in deltas) == message["reasoning"]
     assert "".join(d.get("content") or "" for d in deltas) == message["content"]
+
+
+def test_health_checks_mark_an_upstream_down_and_back_up(
+    tmp_path: Path, embedded_model: Path
+) -> None:
+    (tmp_path / "home").mkdir()
+    front = start_front(tmp_path / "home", APPLIANCE_UPSTREAM__HEALTH_INTERVAL_S="0.5")
+    server = start_llama_server(embedded_model, tmp_path)
+    try:
+        run_cli(front.home, "upstream", "add", "smol-flaky", server.url)
+
+        def health() -> str:
+            return upstreams(front)[0]["health"]
+
+        assert health() == "up"
+        server.kill()
+        wait_for(lambda: health() == "down", "the health check to notice the server is gone")
+        assert "connection refused" in run_cli(front.home, "status").stdout
+        server = start_llama_server(embedded_model, tmp_path, port=server.port)
+        wait_for(lambda: health() == "up", "the health check to notice the server is back")
+        assert upstreams(front)[0]["latency_ms"] is not None
+    finally:
+        server.kill()
+        stop_daemon(front)

@@ -58,11 +58,17 @@ class LlamaServer:
 
 
 def start_llama_server(
-    model: Path, log_dir: Path, *, api_key: str | None = None, alias: str = "smollm2-upstream"
+    model: Path,
+    log_dir: Path,
+    *,
+    api_key: str | None = None,
+    alias: str = "smollm2-upstream",
+    port: int | None = None,
 ) -> LlamaServer:
+    """Start the server (on `port`, e.g. to bring one back where it was) and wait for it."""
     report = runtime_report()
     assert report.llama_cpp_dir and report.cpu_variant, report
-    port = free_port()
+    port = port or free_port()
     args = [
         "--model", str(model), "--model_alias", alias, "--host", "127.0.0.1",
         "--port", str(port), "--n_ctx", "2048", "--n_threads", "2", "--verbose", "false",
