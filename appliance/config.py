@@ -264,9 +264,10 @@ class RpcSettings(Section):
     """`host:port` `appliance rpc-server` binds to (an address on the RPC segment, never
     0.0.0.0 on an office LAN); empty: the RPC server refuses to start."""
     server_device: str = ""
-    """Device the RPC server offers (llama.cpp's name, e.g. `CUDA0`); empty: its default."""
-    server_memory_mib: int = Field(default=0, ge=0)
-    """Memory a CPU RPC server offers, in MiB; 0: llama.cpp's default (all free memory)."""
+    """Devices the RPC server offers, comma-separated llama.cpp names (e.g. `CUDA0`); empty:
+    all of them."""
+    server_threads: int = Field(default=0, ge=0)
+    """CPU threads of an RPC server that lends its CPU; 0: llama.cpp's default."""
 
     @field_validator("peers")
     @classmethod

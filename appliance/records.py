@@ -166,6 +166,8 @@ class ModelPlacement(BaseModel):
     env: dict[str, str] = Field(default_factory=dict)
     """Device visibility for the worker (`CUDA_VISIBLE_DEVICES`, `ASCEND_RT_VISIBLE_DEVICES`)."""
     reason: str = ""
+    rpc_servers: list[str] = Field(default_factory=list)
+    """llama.cpp RPC peers (`host:port`) that hold some of the layers (config `rpc.peers`)."""
 
 
 class RuntimeReport(BaseModel):

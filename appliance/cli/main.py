@@ -68,6 +68,7 @@ def _register() -> None:
         hooks,
         keys,
         models,
+        rpc_server,
         serve,
         status,
         tui,
@@ -86,6 +87,7 @@ def _register() -> None:
     cli.add_command(hooks.hooks)
     cli.add_command(firstboot.firstboot)
     cli.add_command(upstream.upstream)
+    cli.add_command(rpc_server.rpc_server)
 
 
 _register()

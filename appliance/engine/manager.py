@@ -212,6 +212,7 @@ class EngineManager:
             runtime_dir=placement.runtime_dir,
             backend_libs=placement.backend_libs,
             oom_score_adj=self.config.engine.worker_oom_score_adj,
+            rpc_servers=placement.rpc_servers,
         )
         try:
             ready = await worker.start(

@@ -39,7 +39,7 @@ from appliance.engine.messages import (
     read_frame_sync,
     to_worker_decoder,
 )
-from appliance.runtime.loader import activate
+from appliance.runtime.loader import activate, add_rpc_servers
 
 _EOF = object()
 
@@ -126,6 +126,8 @@ class Worker:
             # The placement names the build and the backends; llama_cpp is imported only after
             # they are registered, so this process never runs a variant nobody tested.
             activate(request.runtime_dir, request.backend_libs)
+            if request.rpc_servers:  # devices on other boxes, as `llama-server --rpc` adds them
+                add_rpc_servers(request.rpc_servers)
             # Imported here so that a broken llama.cpp install is reported as LoadFailed.
             from appliance.engine.worker.batcher import Batcher
             from appliance.engine.worker.embedder import Embedder
