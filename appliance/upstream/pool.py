@@ -11,7 +11,8 @@ through the same code as local models.
   reached the client moves the request to the next endpoint; after that, the client gets an
   error event, since what it has already been sent cannot be taken back.
 - Health checks (`GET <url>/models`) every `upstream.health_interval_s` mark endpoints up or
-  down; a failed request marks its endpoint down at once, a successful one marks it up.
+  down (down: no connection, the key refused, or a 5xx answer); a failed request marks its
+  endpoint down at once, a successful one marks it up.
 - The client going away closes the upstream stream (the `async with` around it), so the
   upstream stops generating too.
 """
@@ -228,10 +229,12 @@ class UpstreamPool:
             endpoint.latency_ms = round((time.perf_counter() - started) * 1000, 1)
             if response.status_code in (401, 403):
                 endpoint.mark_down(f"refused the API key (HTTP {response.status_code})")
-            elif response.is_success:
-                endpoint.mark_up()
-            else:
+            elif response.status_code >= 500:
                 endpoint.mark_down(f"HTTP {response.status_code} from GET /models")
+            else:
+                # Answering at all is what counts: a server without a model list (404) still
+                # serves chat.
+                endpoint.mark_up()
         endpoint.checked_at = time.time()
 
     # --- the engine interface the API uses ----------------------------------------------------
