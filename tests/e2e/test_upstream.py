@@ -110,6 +110,11 @@ def test_an_upstream_name_is_listed_and_answers_like_a_local_model(
     assert "".join(pieces) == expected.choices[0].message.content
 
 
+def test_a_front_door_is_ready_once_an_upstream_answers(front: Daemon) -> None:
+    ready = httpx.get(f"{front.root_url}/ready", timeout=10)
+    assert ready.status_code == 200 and "smol-up" in ready.json()["models"]
+
+
 def test_ollama_clients_reach_the_upstream_too(front: Daemon) -> None:
     headers = {"Authorization": f"Bearer {front.api_key}"}
     tags = httpx.get(f"{front.root_url}/api/tags", headers=headers, timeout=10).json()
