@@ -213,7 +213,10 @@ class UpstreamPool:
 
     async def _check_forever(self) -> None:
         while True:
-            await asyncio.gather(*(self._check(e) for e in list(self._endpoints)))
+            try:
+                await asyncio.gather(*(self._check(e) for e in list(self._endpoints)))
+            except Exception:  # a bug in one check must not end health checking for good
+                log.exception("upstream health check failed")
             await asyncio.sleep(self.config.upstream.health_interval_s)
 
     async def _check(self, endpoint: _Endpoint) -> None:
