@@ -76,9 +76,11 @@ def front(tmp_path_factory: pytest.TempPathFactory, server_a: LlamaServer) -> It
     home = tmp_path_factory.mktemp("front-home")
     # Health checks only when added: what a test sees is what its own requests did.
     daemon = start_front(home, APPLIANCE_UPSTREAM__HEALTH_INTERVAL_S="600")
-    run_cli(home, "upstream", "add", "smol-up", server_a.url, "--api-key", UPSTREAM_KEY)
-    yield daemon
-    stop_daemon(daemon)
+    try:
+        run_cli(home, "upstream", "add", "smol-up", server_a.url, "--api-key", UPSTREAM_KEY)
+        yield daemon
+    finally:
+        stop_daemon(daemon)
 
 
 @pytest.fixture
@@ -308,7 +310,11 @@ def test_health_checks_mark_an_upstream_down_and_back_up(
 ) -> None:
     (tmp_path / "home").mkdir()
     front = start_front(tmp_path / "home", APPLIANCE_UPSTREAM__HEALTH_INTERVAL_S="0.5")
-    server = start_llama_server(embedded_model, tmp_path)
+    try:
+        server = start_llama_server(embedded_model, tmp_path)
+    except BaseException:
+        stop_daemon(front)
+        raise
     try:
         run_cli(front.home, "upstream", "add", "smol-flaky", server.url)
 
