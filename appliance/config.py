@@ -237,6 +237,71 @@ class RuntimeSettings(Section):
     """Seconds one CPU variant's self-test may run before it is counted as hung."""
 
 
+class UpstreamSettings(Section):
+    """Forwarding to OpenAI-compatible servers (vLLM, MindIE, llama-server, another appliance).
+
+    The upstreams themselves are added with `appliance upstream add` and kept in
+    `<state_dir>/upstreams.json`; these are the settings every upstream shares."""
+
+    health_interval_s: float = Field(default=15.0, gt=0)
+    """Seconds between health checks (`GET <url>/models`) of every upstream."""
+    connect_timeout_s: float = Field(default=5.0, gt=0)
+    """Seconds to open a connection to an upstream before trying the next one."""
+    read_timeout_s: float = Field(default=600.0, gt=0)
+    """Seconds an upstream may stay silent mid-answer (a long prompt's first token included)."""
+
+
+def parse_rpc_peer(value: str) -> tuple[str, int, int]:
+    """`HOST:PORT=MEMORY` (MEMORY as `24GiB` or `24576MiB`) → (host, port, MiB), or ValueError."""
+    address, sep, memory = value.partition("=")
+    host, port = parse_listen(address.strip())
+    text = memory.strip().lower().replace(" ", "")
+    units = {"gib": 1024, "gb": 1024, "g": 1024, "mib": 1, "mb": 1, "m": 1}
+    for unit, factor in units.items():
+        if text.endswith(unit) and text[: -len(unit)].replace(".", "", 1).isdigit():
+            return host, port, int(float(text[: -len(unit)]) * factor)
+    raise ValueError(
+        f"expected HOST:PORT=MEMORY such as 192.168.50.21:50052=24GiB (the memory the peer's "
+        f"rpc-server offers), got {value!r}"
+        if sep
+        else f"expected HOST:PORT=MEMORY such as 192.168.50.21:50052=24GiB, got {value!r}: "
+        "the planner needs each peer's memory"
+    )
+
+
+class RpcSettings(Section):
+    """llama.cpp RPC: spread one model's layers over this box and other boxes' devices.
+
+    Needs a llama.cpp runtime built with GGML_RPC. The RPC protocol has no authentication
+    and no encryption: use it only on a dedicated network segment (docs/scale-out.md)."""
+
+    peers: list[str] = Field(default_factory=list)
+    """Other boxes' `appliance rpc-server`s this box may place layers on, as `HOST:PORT=MEMORY`
+    (e.g. `192.168.50.21:50052=24GiB`); empty: models stay on this box."""
+    server_listen: str = ""
+    """`host:port` `appliance rpc-server` binds to (an address on the RPC segment, never
+    0.0.0.0 on an office LAN); empty: the RPC server refuses to start."""
+    server_device: str = ""
+    """Devices the RPC server offers, comma-separated llama.cpp names (e.g. `CUDA0`); empty:
+    all of them."""
+    server_threads: int = Field(default=0, ge=0)
+    """CPU threads of an RPC server that lends its CPU; 0: llama.cpp's default."""
+
+    @field_validator("peers")
+    @classmethod
+    def _check_peers(cls, value: list[str]) -> list[str]:
+        for peer in value:
+            parse_rpc_peer(peer)
+        return value
+
+    @field_validator("server_listen")
+    @classmethod
+    def _check_listen(cls, value: str) -> str:
+        if value:
+            parse_listen(value)
+        return value
+
+
 class Config(BaseSettings):
     """Everything the daemon and the CLI can be told."""
 
@@ -263,6 +328,8 @@ class Config(BaseSettings):
     tls: TlsSettings = TlsSettings()
     runtime: RuntimeSettings = RuntimeSettings()
     discovery: DiscoverySettings = DiscoverySettings()
+    upstream: UpstreamSettings = UpstreamSettings()
+    rpc: RpcSettings = RpcSettings()
 
     @classmethod
     def settings_customise_sources(

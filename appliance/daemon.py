@@ -46,6 +46,7 @@ from appliance.store.audit import AuditLog
 from appliance.store.keys import KeyStore
 from appliance.store.models import ModelStore
 from appliance.tls import TlsState, certificate_for
+from appliance.upstream import UpstreamPool
 
 log = logging.getLogger("appliance.daemon")
 
@@ -207,6 +208,8 @@ def build_services(config: Config) -> tuple[Services, str | None]:
     host, port = config.listen_address
     hooks = HookRunner.from_config(config)
     certificate = certificate_for(config)
+    upstreams = UpstreamPool(config)
+    upstreams.load()  # a broken upstreams file stops the start with a one-line error
     services = Services(
         config=config,
         store=store,
@@ -218,6 +221,7 @@ def build_services(config: Config) -> tuple[Services, str | None]:
         tls=TlsState(config, certificate) if certificate else None,
         scheduler=Scheduler(queue_size=config.engine.queue_size),
         audit=AuditLog(config.database),
+        upstreams=upstreams,
     )
     if config.metrics.enabled:
         services.metrics = Metrics(services)
@@ -386,6 +390,8 @@ async def _serve(
     services.request_restart = restart
     loop.add_signal_handler(signal.SIGHUP, reload_tls, services)
     services.engine.start()
+    if services.upstreams is not None:
+        services.upstreams.start()
     startup = asyncio.create_task(_boot(services), name="boot")
     unsubscribe = services.devices.subscribe(device_event_handler(services, loop))
     settings = services.config.devices
@@ -418,6 +424,8 @@ async def _serve(
             await asyncio.gather(*mdns, return_exceptions=True)
             await _withdraw(services.advertiser)
         await services.engine.shutdown()
+        if services.upstreams is not None:
+            await services.upstreams.shutdown()
         notifier.close()
 
 

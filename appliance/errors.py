@@ -20,8 +20,9 @@ Imports nothing from the appliance (a leaf). The API maps these to wire envelope
         ├── EngineDead         the worker process died; it is restarted (503)
         ├── NoRoom             max_loaded models are loading or busy (503, Retry-After)
         ├── ShuttingDown       the daemon's drain time ran out (503)
-        └── Overloaded         the queue is full (429, Retry-After)
-            └── RateLimited    an API key's own limit is reached (429, Retry-After)
+        ├── Overloaded         the queue is full (429, Retry-After)
+        │   └── RateLimited    an API key's own limit is reached (429, Retry-After)
+        └── UpstreamError      an upstream server failed or is unreachable (502)
 """
 
 from __future__ import annotations
@@ -158,3 +159,11 @@ class RateLimited(Overloaded):
         super().__init__(message, retry_after_s)
         self.limit = limit
         """Which limit: `requests_per_minute`, `tokens_per_day` or `max_streams`."""
+
+
+class UpstreamError(EngineError):
+    """An upstream server (appliance.upstream) failed, refused or could not be reached."""
+
+    code = "upstream_error"
+    http_status = 502
+    title = "Upstream server error"

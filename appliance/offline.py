@@ -29,6 +29,7 @@ from appliance.services import Services
 from appliance.store.audit import AuditLog
 from appliance.store.keys import KeyStore
 from appliance.store.models import ModelStore
+from appliance.upstream import UpstreamPool
 
 _START = "start it with `systemctl start ai-appliance` or `appliance serve`"
 
@@ -98,7 +99,16 @@ def offline_services(config: Config) -> Services:
         hooks=HookRunner.from_config(config),
         api_url=config.api.public_url or "",
         audit=AuditLog(config.database),
+        upstreams=_upstreams(config),
     )
+
+
+def _upstreams(config: Config) -> UpstreamPool:
+    """The upstreams file, so `appliance upstream add/list/rm` work before the first start
+    (no health loop runs; `add` checks the new one once, as the daemon does)."""
+    pool = UpstreamPool(config)
+    pool.load()
+    return pool
 
 
 @contextmanager

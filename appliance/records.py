@@ -171,6 +171,8 @@ class ModelPlacement(BaseModel):
     is the execution provider)."""
     provider_options: dict[str, str] = Field(default_factory=dict)
     """onnxruntime execution provider options (device id and the like)."""
+    rpc_servers: list[str] = Field(default_factory=list)
+    """llama.cpp RPC peers (`host:port`) that hold some of the layers (config `rpc.peers`)."""
 
 
 class RuntimeReport(BaseModel):
@@ -205,6 +207,8 @@ class RuntimeReport(BaseModel):
 class ModelFormat(StrEnum):
     GGUF = "gguf"
     ONNX = "onnx"
+    UPSTREAM = "upstream"
+    """Not a file: a name forwarded to OpenAI-compatible servers (appliance.upstream)."""
 
 
 class ModelShape(BaseModel):
@@ -399,3 +403,42 @@ class KeyLimits(BaseModel):
     """Prompt plus answer tokens per calendar day (the box's local time)."""
     max_streams: int | None = None
     """Generations at once (a request with `n` choices counts as n)."""
+
+
+class UpstreamEndpoint(BaseModel):
+    """One OpenAI-compatible server that serves an upstream model name (no secrets: the API key
+    is stored apart and never leaves the daemon)."""
+
+    name: str
+    """The model name LAN clients use (`/v1/models`, `model` in requests)."""
+    url: str
+    """Base URL of the server's OpenAI API, e.g. `http://10.0.0.5:8000/v1`."""
+    model: str = ""
+    """The model id the upstream expects; empty: the same as `name`."""
+    has_api_key: bool = False
+    verify_tls: bool = True
+    """Check the upstream's certificate (https URLs); off only for a lab's self-signed server."""
+    ca_file: str = ""
+    """A CA bundle (PEM) to trust for this upstream instead of the system's."""
+    max_streams: int = 16
+    """Requests the appliance sends this server at once; more wait in the appliance's queue."""
+
+
+class UpstreamHealth(StrEnum):
+    UNKNOWN = "unknown"
+    UP = "up"
+    DOWN = "down"
+
+
+class UpstreamState(UpstreamEndpoint):
+    """An endpoint with what the daemon observed (status, TUI, metrics)."""
+
+    health: UpstreamHealth = UpstreamHealth.UNKNOWN
+    error: str = ""
+    """Why it is down, in words (the last failed check or request)."""
+    latency_ms: float | None = None
+    """Round-trip of the last health check (`GET /models`)."""
+    in_flight: int = 0
+    requests: int = 0
+    failures: int = 0
+    checked_at: float | None = None

@@ -22,6 +22,7 @@ from appliance.store.audit import AuditLog
 from appliance.store.keys import KeyStore
 from appliance.store.models import ModelStore
 from appliance.tls import TlsState
+from appliance.upstream import UpstreamPool
 
 
 @dataclass
@@ -51,5 +52,7 @@ class Services:
     request_restart: Callable[[], None] | None = None
     """Drain and start again (`POST /admin/restart`); set by the daemon's serve loop."""
     restart_requested: bool = False
+    upstreams: UpstreamPool | None = None
+    """Model names forwarded to OpenAI-compatible servers (`appliance upstream add`)."""
     metrics: Any = None
     """`api.metrics.Metrics` when metrics are on (typed loosely: services may not import api)."""

@@ -241,6 +241,7 @@ if [ "$runtime" = cpu ]; then
   ln -s "../lib/ai-appliance/venv/bin/appliance" "$tree/usr/bin/appliance"
   install -D -m 0644 "$root/systemd/ai-appliance.service" "$tree/usr/lib/systemd/system/ai-appliance.service"
   install -D -m 0644 "$root/systemd/ai-appliance-firstboot.service" "$tree/usr/lib/systemd/system/ai-appliance-firstboot.service"
+  install -D -m 0644 "$root/systemd/ai-appliance-rpc.service" "$tree/usr/lib/systemd/system/ai-appliance-rpc.service"
   install -D -m 0644 "$root/systemd/ai-appliance.sysusers" "$tree/usr/lib/sysusers.d/ai-appliance.conf"
   install -D -m 0644 "$root/systemd/ai-appliance.tmpfiles" "$tree/usr/lib/tmpfiles.d/ai-appliance.conf"
   install -D -m 0644 "$root/systemd/60-ai-appliance.rules" "$tree/usr/lib/udev/rules.d/60-ai-appliance.rules"

@@ -1,4 +1,4 @@
-"""`/health` (the process answers) and `/ready` (the default model is loaded and answering).
+"""`/health` (the process answers) and `/ready` (a model is loaded, or an upstream answers).
 
 Neither needs an API key: load balancers and systemd probes call them, and they reveal only
 whether the box is up and the models' names, never an error's text (it may name paths).
@@ -23,8 +23,11 @@ async def health() -> dict[str, str]:
 @router.get("/ready", operation_id="ready")
 async def ready(services: ServicesDep) -> JSONResponse:
     loaded = services.engine.loaded()
-    if any(model.state == ModelState.READY for model in loaded):
-        names = [m.name for m in loaded if m.state == ModelState.READY]
+    # A front door to upstream servers is ready as soon as one of them answers.
+    upstreams = services.upstreams.states() if services.upstreams else []
+    forwarded = sorted({u.name for u in upstreams if u.health == "up"})
+    if forwarded or any(model.state == ModelState.READY for model in loaded):
+        names = [m.name for m in loaded if m.state == ModelState.READY] + forwarded
         return JSONResponse({"status": "ready", "models": names})
     if not services.default_model:
         reason = "no model is installed; import one with `appliance models import FILE`"

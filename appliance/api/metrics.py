@@ -120,6 +120,26 @@ class _LiveCollector(Collector):
             hit_tokens.add_metric([name], stats.prefix_cache_tokens)
         yield from (hits, hit_tokens)
         yield from _device_gauges(services)
+        yield from _upstream_gauges(services)
+
+
+def _upstream_gauges(services: Services) -> Iterator[GaugeMetricFamily]:
+    """Each upstream server's health, in-flight requests and health-check latency (its
+    traffic is counted with the local models' by model name: tokens, TTFT, requests)."""
+    labels = ["model", "url"]
+    up = GaugeMetricFamily("appliance_upstream_up", "1 when the upstream server's last check "
+                           "or request succeeded", labels=labels)  # fmt: skip
+    flying = GaugeMetricFamily("appliance_upstream_in_flight", "Requests being answered by "
+                               "the upstream server", labels=labels)  # fmt: skip
+    latency = GaugeMetricFamily("appliance_upstream_check_latency_seconds", "Round trip of "
+                                "the last health check", labels=labels)  # fmt: skip
+    for state in services.upstreams.states() if services.upstreams else []:
+        values = [state.name, state.url]
+        up.add_metric(values, 1.0 if state.health == "up" else 0.0)
+        flying.add_metric(values, state.in_flight)
+        if state.latency_ms is not None:
+            latency.add_metric(values, state.latency_ms / 1000)
+    yield from (up, flying, latency)
 
 
 def _device_gauges(services: Services) -> Iterator[GaugeMetricFamily]:

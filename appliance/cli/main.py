@@ -70,9 +70,11 @@ def _register() -> None:
         keys,
         models,
         models_pin,
+        rpc_server,
         serve,
         status,
         tui,
+        upstream,
     )
 
     cli.add_command(serve.serve)
@@ -90,6 +92,8 @@ def _register() -> None:
     cli.add_command(firstboot.firstboot)
     cli.add_command(discover.discover)
     cli.add_command(config_cmd.restart)
+    cli.add_command(upstream.upstream)
+    cli.add_command(rpc_server.rpc_server)
 
 
 _register()

@@ -57,3 +57,8 @@ def status(state: CliState, as_json: bool) -> None:
             stdout_console.print(
                 f"{model.name} on {model.device_id}/{model.backend}: {model.placement}"
             )
+    if info.upstreams:
+        from appliance.cli.upstream import print_table
+
+        stdout_console.print("Upstreams:")
+        print_table(info.upstreams)

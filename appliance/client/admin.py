@@ -44,6 +44,7 @@ from appliance.records import (
     Placement,
     RemovableMount,
     RuntimeReport,
+    UpstreamState,
     VerifyResult,
 )
 
@@ -60,7 +61,7 @@ for _cls in (
     errors.PermissionDenied, errors.NotFound, errors.ModelNotFound, errors.Conflict,
     errors.StorageError, errors.EngineError, errors.ModelLoading, errors.EngineDead,
     errors.Overloaded, errors.ConfigError, errors.DaemonUnreachable, errors.RequestTooLarge,
-    errors.NoRoom, errors.ShuttingDown, errors.RateLimited,
+    errors.NoRoom, errors.ShuttingDown, errors.RateLimited, errors.UpstreamError,
 ):  # fmt: skip
     _ERRORS_BY_CODE[_cls.code] = _cls
 
@@ -244,6 +245,29 @@ class AdminClient:
 
     def keys(self) -> list[ApiKeyPublic]:
         return self.run(calls.keys())
+
+    def upstreams(self) -> list[UpstreamState]:
+        return self.run(calls.upstreams())
+
+    def add_upstream(
+        self,
+        name: str,
+        url: str,
+        *,
+        api_key: str = "",
+        model: str = "",
+        verify_tls: bool = True,
+        ca_file: str = "",
+        max_streams: int = 16,
+    ) -> UpstreamState:
+        body = {
+            "name": name, "url": url, "api_key": api_key, "model": model,
+            "verify_tls": verify_tls, "ca_file": ca_file, "max_streams": max_streams,
+        }  # fmt: skip
+        return self.run(calls.add_upstream(body))
+
+    def remove_upstream(self, name: str, url: str | None = None) -> list[UpstreamState]:
+        return self.run(calls.remove_upstream(name, url))
 
     def create_key(
         self, name: str | None, scope: str, reasoning_format: str | None = None

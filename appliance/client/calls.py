@@ -42,6 +42,7 @@ from appliance.records import (
     Placement,
     RemovableMount,
     RuntimeReport,
+    UpstreamState,
     VerifyResult,
 )
 
@@ -226,3 +227,17 @@ def import_body(source: Path | str, name: str | None, sha256: str | None) -> dic
         else {"path": str(Path(source).absolute())}
     )
     return {**where, "name": name, "sha256": sha256}
+
+
+def upstreams() -> Call[list[UpstreamState]]:
+    return Call("GET", "/admin/upstreams", _list(UpstreamState))
+
+
+def add_upstream(body: dict[str, Any]) -> Call[UpstreamState]:
+    # Adding checks the server once before answering: allow for its connect timeout.
+    return Call("POST", "/admin/upstreams", UpstreamState.model_validate, json=body)
+
+
+def remove_upstream(name: str, url: str | None = None) -> Call[list[UpstreamState]]:
+    params = {"url": url} if url else {}
+    return Call("DELETE", f"/admin/upstreams/{name}", _list(UpstreamState), params=params)

@@ -225,6 +225,7 @@ class EngineManager:
             engine=placement.engine,
             provider=placement.backend if placement.engine == "onnxruntime" else "",
             provider_options=placement.provider_options,
+            rpc_servers=placement.rpc_servers,
         )
         try:
             ready = await worker.start(

@@ -9,7 +9,7 @@ No HTTP types cross this boundary; the API converts at its edge.
 from __future__ import annotations
 
 import struct
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import msgspec
 
@@ -38,6 +38,9 @@ class Load(msgspec.Struct, tag="load"):
     `CPUExecutionProvider`); unused by llama.cpp."""
     provider_options: dict[str, str] = msgspec.field(default_factory=dict)
     """That provider's options (device id and the like), as the placement set them."""
+    rpc_servers: list[str] = msgspec.field(default_factory=list)
+    """llama.cpp RPC peers (`host:port`) the model's layers are spread over with the local
+    devices (config `rpc.peers`); needs a runtime built with GGML_RPC."""
 
 
 class Submit(msgspec.Struct, tag="submit"):
@@ -68,6 +71,9 @@ class Submit(msgspec.Struct, tag="submit"):
     """Most tokens inside a `<think>` block; then the worker closes it and the answer begins."""
     prompt_opens_thinking: bool = False
     """The rendered prompt ends inside an open `<think>` block (DeepSeek-R1's template)."""
+    upstream_body: dict[str, Any] | None = None
+    """For an upstream model (appliance.upstream) only: the chat request's fields as the client
+    set them, forwarded instead of `prompt`. Never sent to a worker."""
 
 
 class Embed(msgspec.Struct, tag="embed"):

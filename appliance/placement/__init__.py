@@ -6,6 +6,7 @@ API, engine, devices or UI: the daemon passes in the device inventory and the ru
 
     rules.py   devices x runtimes -> ranked (engine, device) placements with reasons
     fit.py     the fit planner: memory arithmetic per device, in words
+    rpc.py     the same arithmetic over this box plus its llama.cpp RPC peers (`rpc.peers`)
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 from appliance.config import Config
 from appliance.errors import EngineError
 from appliance.placement.fit import PlanOptions, plan_model
+from appliance.placement.rpc import RpcPeer, plan_pool, rpc_peers
 from appliance.placement.rules import rank_placements
 from appliance.records import (
     Accelerator,
@@ -71,7 +73,78 @@ def context_for(info: ModelInfo, config: Config) -> int:
 def place_model(
     info: ModelInfo, devices: list[Accelerator], runtimes: RuntimeReport, config: Config
 ) -> ModelPlacement:
-    """The best way to run `info` here, falling back to the CPU with the reason why."""
+    """The best way to run `info` here, falling back to the CPU with the reason why; with
+    `rpc.peers`, a model that does not fit fully on a local accelerator is spread over the
+    peers too (when the pool holds more of it than this box alone)."""
+    peers = rpc_peers(config)
+    if not peers:
+        return _place_here(info, devices, runtimes, config)
+    try:
+        here, why_not = _place_here(info, devices, runtimes, config), ""
+    except NoPlacement as error:
+        if info.format != ModelFormat.GGUF or not runtimes.llama_cpp_dir:
+            raise
+        here, why_not = None, error.message
+    if here is not None and here.gpu_layers == ALL_LAYERS and here.backend != "CPU":
+        return here  # fits fully on a local accelerator: the network would only slow it down
+    return _place_with_peers(info, devices, runtimes, config, peers, here, why_not)
+
+
+def _place_with_peers(
+    info: ModelInfo, devices: list[Accelerator], runtimes: RuntimeReport, config: Config,
+    peers: list[RpcPeer], here: ModelPlacement | None, why_not: str,
+) -> ModelPlacement:  # fmt: skip
+    endpoints = ", ".join(p.endpoint for p in peers)
+    library = Path(runtimes.llama_cpp_dir or "") / "libggml-rpc.so"
+    if not library.is_file():
+        note = (
+            f"rpc.peers lists {endpoints}, but the {runtimes.llama_cpp_runtime} runtime in "
+            f"{runtimes.llama_cpp_dir} was built without GGML_RPC (no libggml-rpc.so); build it "
+            "with `build-llama-runtime.sh --rpc` to use the peers (docs/scale-out.md)"
+        )
+        if here is None:
+            raise NoPlacement(f"{why_not}; {note}")
+        return here.model_copy(update={"reason": f"{here.reason}; {note}"})
+    if info.shape is None:
+        raise NoPlacement(
+            f"{info.name} has no recorded shape, so its layers cannot be planned over the RPC "
+            "peers; import it again"
+        )
+    local = None
+    if here is not None and here.backend != "CPU":
+        device = next(d for d in devices if d.id == here.device_id)
+        local = (device.id, device.memory_total_mib)
+    context = context_for(info, config)
+    opts = PlanOptions(context_length=context, parallel=config.engine.slots or 1)
+    pool = plan_pool(info.shape, peers, local, context, opts)
+    local_layers = 0 if here is None or here.backend == "CPU" else here.gpu_layers
+    if not pool.full and pool.layers <= local_layers:
+        note = f"the RPC peers would not hold more of it: {'; '.join(pool.lines)}"
+        if here is None:
+            raise NoPlacement(f"{why_not}; {note}")
+        return here.model_copy(update={"reason": f"{here.reason}; {note}"})
+    base = here.model_dump() if here is not None else {
+        "device_id": next((d.id for d in devices if d.kind == DeviceKind.CPU), "cpu0"),
+        "backend": "CPU", "context_length": context, "slots": 1,
+        "threads": config.engine.threads or default_threads(), **_runtime(runtimes),
+    }  # fmt: skip
+    spread = "all" if pool.full else f"{pool.layers} of {info.shape.block_count}"
+    return ModelPlacement(**{
+        **base,
+        "gpu_layers": ALL_LAYERS if pool.full else pool.layers,
+        "slots": config.engine.slots or 1,
+        "backend_libs": [*base["backend_libs"], str(library)],
+        "rpc_servers": [p.endpoint for p in peers],
+        "reason": f"{spread} layers spread over the llama.cpp RPC peers {endpoints}"
+        + (f" and {local[0]}" if local else "") + f". {'; '.join(pool.lines)}"
+        + (f" (on this box alone: {why_not or base.get('reason', '')})"),
+    })  # fmt: skip
+
+
+def _place_here(
+    info: ModelInfo, devices: list[Accelerator], runtimes: RuntimeReport, config: Config
+) -> ModelPlacement:
+    """The best way to run `info` on this box's own devices."""
     if info.format == ModelFormat.ONNX:
         return place_onnx_model(info, devices, runtimes, config)
     if info.format != ModelFormat.GGUF:

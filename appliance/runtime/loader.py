@@ -16,7 +16,7 @@ import ctypes
 import os
 from pathlib import Path
 
-__all__ = ["LoadedBackend", "RuntimeLoadError", "activate", "backend_score"]
+__all__ = ["LoadedBackend", "RuntimeLoadError", "activate", "add_rpc_servers", "backend_score"]
 
 _GGML_BACKEND_API_VERSION = 2
 """`GGML_BACKEND_API_VERSION` of the ggml these bindings were written for (ggml-backend-impl.h)."""
@@ -124,3 +124,62 @@ def _register(ggml: ctypes.CDLL, path: str) -> LoadedBackend:
     _keep.append(library)
     name = (ggml.ggml_backend_reg_name(registration) or b"?").decode()
     return LoadedBackend(path, name)
+
+
+RPC_LIBRARY = "libggml-rpc.so"
+"""The RPC backend of a runtime built with GGML_RPC (`build-llama-runtime.sh --rpc`)."""
+
+
+def add_rpc_servers(endpoints: list[str]) -> list[str]:
+    """Add each `host:port` llama.cpp RPC server as a device, after `activate` registered the
+    runtime's RPC backend (the placement puts `libggml-rpc.so` in the backend list).
+
+    llama.cpp then spreads the offloaded layers over these devices by their free memory, as
+    `llama-server --rpc` does. Returns the device names; RuntimeLoadError names the server that
+    could not be added. Untested against a real RPC server here: the runtime the tests use is
+    built without GGML_RPC (docs/scale-out.md).
+    """
+    if _activated is None:
+        raise RuntimeLoadError("add_rpc_servers needs an active runtime (call activate first)")
+    lib_dir = _activated[0]
+    ggml = _ggml(lib_dir)
+    ggml.ggml_backend_reg_by_name.argtypes = [ctypes.c_char_p]
+    ggml.ggml_backend_reg_by_name.restype = ctypes.c_void_p
+    ggml.ggml_backend_reg_get_proc_address.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+    ggml.ggml_backend_reg_get_proc_address.restype = ctypes.c_void_p
+    registration = ggml.ggml_backend_reg_by_name(b"RPC")
+    if not registration:
+        raise RuntimeLoadError(
+            f"the llama.cpp runtime in {lib_dir} has no RPC backend ({RPC_LIBRARY} was not "
+            "registered): it was built without GGML_RPC; build it with "
+            "`build-llama-runtime.sh --rpc` or clear rpc.peers"
+        )
+    find = ggml.ggml_backend_reg_get_proc_address
+    names = []
+    # Newer ggml: add_server(endpoint) -> a registry of the server's devices; older:
+    # add_device(endpoint) -> one device. Either way the result is registered globally, where
+    # llama.cpp's model loader finds it (RPC devices go first in its device list).
+    add_server = find(registration, b"ggml_backend_rpc_add_server")
+    add_device = find(registration, b"ggml_backend_rpc_add_device")
+    for endpoint in endpoints:
+        if add_server:
+            function = ctypes.CFUNCTYPE(ctypes.c_void_p, ctypes.c_char_p)(add_server)
+            server = function(endpoint.encode())
+            if server:
+                ggml.ggml_backend_register(server)
+        elif add_device:
+            function = ctypes.CFUNCTYPE(ctypes.c_void_p, ctypes.c_char_p)(add_device)
+            server = function(endpoint.encode())
+            if server:
+                ggml.ggml_backend_device_register.argtypes = [ctypes.c_void_p]
+                ggml.ggml_backend_device_register.restype = None
+                ggml.ggml_backend_device_register(server)
+        else:
+            raise RuntimeLoadError("this ggml's RPC backend offers no way to add a server")
+        if not server:
+            raise RuntimeLoadError(
+                f"cannot reach the llama.cpp RPC server {endpoint} (is `appliance rpc-server` "
+                "running there, and the port open from this box?)"
+            )
+        names.append(endpoint)
+    return names

@@ -6,14 +6,18 @@
 # runtime probe (appliance/runtime/), not by ggml's CPUID score.
 #
 # usage: build-llama-runtime.sh --version V --dest DIR [--runtime cpu|cuda|cann]
-#                               [--cache DIR] [--jobs N] [--configure-only]
+#                               [--cache DIR] [--jobs N] [--configure-only] [--rpc]
+#
+# --rpc adds llama.cpp's RPC backend (GGML_RPC: libggml-rpc.so, for `rpc.peers`) and its
+# server (`ggml-rpc-server`, run by `appliance rpc-server`). Not built or tested by the
+# project's CI so far (docs/scale-out.md); the RPC protocol has no authentication.
 #
 # The finished build is cached under --cache by version + runtime + flags + architecture (the
 # CPU build takes ~15 minutes on 2 cores), then copied to DEST. A cache entry is only complete
 # when its build-info.json exists: an interrupted build is never reused.
 set -euo pipefail
 
-version="" dest="" runtime="cpu" jobs="$(nproc)" configure_only=""
+version="" dest="" runtime="cpu" jobs="$(nproc)" configure_only="" rpc=""
 cache="${AI_APPLIANCE_BUILD_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/ai-appliance/llama-runtime}"
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -23,7 +27,8 @@ while [ $# -gt 0 ]; do
     --cache) cache="$2"; shift 2 ;;
     --jobs) jobs="$2"; shift 2 ;;
     --configure-only) configure_only=1; shift ;;
-    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    --rpc) rpc=1; shift ;;
+    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
     *) echo "build-llama-runtime: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -74,6 +79,12 @@ case "$runtime" in
   *) echo "build-llama-runtime: --runtime must be cpu, cuda or cann, not '$runtime'" >&2; exit 2 ;;
 esac
 
+if [ -n "$rpc" ]; then
+  # The RPC backend as one more loadable library, and the tools folder for its server (only
+  # the named targets below are compiled, not every tool).
+  flags+=(-DGGML_RPC=ON -DLLAMA_BUILD_TOOLS=ON)
+fi
+
 flags_hash="$(printf '%s\n' "${flags[@]}" | sha256sum | cut -c1-12)"
 key="llama-cpp-python-${version}-${runtime}-${arch}-${flags_hash}"
 entry="$cache/$key"
@@ -98,6 +109,7 @@ if [ -n "$configure_only" ] || [ ! -f "$entry/build-info.json" ]; then
     exit 0
   fi
   targets=(llama ggml ggml-base)
+  [ -z "$rpc" ] || targets+=(ggml-rpc ggml-rpc-server)
   mapfile -t variants < <(cmake --build "$work/build" --target help | sed -n '/-feats/d; s/^\.\.\. \(ggml-cpu-[^ ]*\).*/\1/p; s/^\.\.\. \(ggml-cuda\|ggml-cann\)$/\1/p')
   stage "compiling ${#variants[@]} backend libraries with $jobs jobs: ${variants[*]}"
   # A line per 25 files compiled: progress without flooding the log (make's own percentages
@@ -111,6 +123,7 @@ if [ -n "$configure_only" ] || [ ! -f "$entry/build-info.json" ]; then
   rm -rf "$partial"; mkdir -p "$partial"
   # BACKEND_DL puts every library in bin/; keep the real files and their soname links.
   cp -a "$work/build/bin/"lib*.so* "$partial/"
+  [ -z "$rpc" ] || cp -a "$work/build/bin/ggml-rpc-server" "$partial/"
   source_sha="$(sha256sum "$work"/llama_cpp_python-*.tar.gz | cut -d' ' -f1)"
   printf '{\n  "llama_cpp_python": "%s",\n  "runtime": "%s",\n  "arch": "%s",\n  "source_sha256": "%s",\n  "flags": [%s],\n  "built": "%s"\n}\n' \
     "$version" "$runtime" "$arch" "$source_sha" \

@@ -53,3 +53,13 @@ def test_the_cuda_recipe_configures_or_names_the_missing_toolkit_part() -> None:
         assert result.returncode == 2, result.stderr
         assert "the CUDA build needs" in result.stderr
         assert ("nvcc" in result.stderr) or ("cuBLAS" in result.stderr)
+
+
+def test_the_rpc_flag_adds_the_rpc_backend_and_its_server_to_the_build() -> None:
+    """Configured only: building it is left to a box that needs RPC (docs/scale-out.md)."""
+    result = build("--rpc", "--configure-only")
+    assert result.returncode == 0, result.stderr
+    targets = result.stdout.split()
+    assert "ggml-rpc" in targets and "ggml-rpc-server" in targets
+    plain = build("--configure-only")
+    assert "ggml-rpc" not in plain.stdout.split(), "RPC stays out unless asked for"

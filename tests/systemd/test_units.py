@@ -27,6 +27,7 @@ TMPFILES = SYSTEMD_DIR / "ai-appliance.tmpfiles"
 FIRSTBOOT = SYSTEMD_DIR / "ai-appliance-firstboot.service"
 UDEV_RULES = SYSTEMD_DIR / "60-ai-appliance.rules"
 PRESET = SYSTEMD_DIR / "ai-appliance.preset"
+RPC = SYSTEMD_DIR / "ai-appliance-rpc.service"
 
 
 def parse_unit(path: Path) -> dict[str, dict[str, list[str]]]:
@@ -120,6 +121,18 @@ def test_preset_enables_both_units_where_distributions_disable_new_services() ->
     assert lines == ["enable ai-appliance.service", "enable ai-appliance-firstboot.service"]
 
 
+def test_the_rpc_server_unit_is_off_by_default_and_runs_as_the_daemon_user() -> None:
+    """It lends the box to unauthenticated peers: never enabled by the package or preset."""
+    assert "ai-appliance-rpc" not in PRESET.read_text()
+    service = parse_unit(RPC)["Service"]
+    assert service["ExecStart"] == ["/usr/bin/appliance rpc-server"]
+    assert (service["User"], service["Group"]) == (["ai-appliance"], ["ai-appliance"])
+    assert service["RestartPreventExitStatus"] == ["2"], "a config error is not retried forever"
+    assert "no authentication" in RPC.read_text().lower()
+    rules = (SYSTEMD_DIR.parent / "packaging" / "debian" / "rules").read_text()
+    assert "--no-enable --no-start ai-appliance-rpc.service" in rules
+
+
 def test_admin_group_can_reach_the_socket_directory() -> None:
     service = parse_unit(UNIT)["Service"]
     # The directory's group is ai-appliance; appliance-admin members need "others" search
@@ -198,6 +211,7 @@ def make_unit_root(tmp_path: Path, unit_text: str | None = None) -> Path:
     shutil.copytree(host_unit_dir(), unit_dir, symlinks=True)
     shutil.copy(UNIT, unit_dir)
     shutil.copy(FIRSTBOOT, unit_dir)
+    shutil.copy(RPC, unit_dir)
     if unit_text is not None:
         (unit_dir / UNIT.name).write_text(unit_text)
     shutil.copytree(ASCEND_DROP_IN.parent, unit_dir / ASCEND_DROP_IN.parent.name)
@@ -217,6 +231,7 @@ def verify(root: Path) -> subprocess.CompletedProcess[str]:
             f"--root={root}",
             "ai-appliance.service",
             "ai-appliance-firstboot.service",
+            "ai-appliance-rpc.service",
         ],
         capture_output=True,
         text=True,

@@ -10,7 +10,7 @@ from textual.widgets import Sparkline
 from appliance.ui.app import ApplianceApp
 from appliance.ui.widgets.banner import DaemonBanner
 from helpers.console import rows, set_up_before_start, settle, text
-from helpers.daemon import Daemon, start_daemon, stop_daemon
+from helpers.daemon import Daemon, run_cli, start_daemon, stop_daemon
 
 
 async def test_dashboard_shows_the_url_the_device_with_history_and_the_loaded_model(
@@ -91,3 +91,24 @@ async def test_the_number_keys_switch_screens_and_q_quits(daemon: Daemon) -> Non
         await pilot.press("escape")
         await pilot.press("q")
     assert app.return_code == 0
+
+
+async def test_the_dashboard_shows_upstream_servers_with_their_health_once_one_is_added(
+    tmp_path: Path,
+) -> None:
+    set_up_before_start(tmp_path)
+    daemon = start_daemon(tmp_path, wait_ready=False)
+    try:
+        app = ApplianceApp(daemon.admin_socket, refresh_s=0.3)
+        async with app.run_test(size=(100, 30)) as pilot:
+            await settle(pilot, lambda: daemon.base_url in text(app, "#service"), "the URL")
+            assert not app.screen.query_one("#upstreams").display
+            # Nothing listens on port 9 (discard) on loopback: the server is down.
+            run_cli(tmp_path, "upstream", "add", "big-r1", "http://127.0.0.1:9/v1")
+            await settle(pilot, lambda: rows(app, "#upstreams"), "the upstream row")
+            [row] = rows(app, "#upstreams")
+            assert row[:3] == ["big-r1", "http://127.0.0.1:9/v1", "down"]
+            assert "connection refused" in row[5]
+            assert app.screen.query_one("#upstreams").display
+    finally:
+        stop_daemon(daemon)

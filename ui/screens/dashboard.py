@@ -1,5 +1,6 @@
 """Dashboard: service state, where to point clients, the box's memory and disk, each device with
-live telemetry and sparklines, the loaded models, and alerts. Refreshes every few seconds."""
+live telemetry and sparklines, the loaded models, the upstream servers (health, latency, requests
+in flight; shown once one is configured) and alerts. Refreshes every few seconds."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from textual.widgets import DataTable, Static
 
 from appliance.api.admin.protocol import DaemonStatus, HostStats
 from appliance.client import calls
-from appliance.records import DeviceTelemetry, LoadedModel
+from appliance.records import DeviceTelemetry, LoadedModel, UpstreamState
 from appliance.ui.alerts import alerts, runtime_details, runtime_line
 from appliance.ui.format import duration, human_bytes
 from appliance.ui.screens.base import ConsoleScreen
@@ -62,6 +63,14 @@ def _model_row(model: LoadedModel) -> tuple[str, ...]:
     )  # fmt: skip
 
 
+def _upstream_row(upstream: UpstreamState) -> tuple[str, ...]:
+    latency = f"{upstream.latency_ms:.0f} ms" if upstream.latency_ms is not None else "-"
+    return (
+        upstream.name, upstream.url, str(upstream.health), latency,
+        f"{upstream.in_flight}/{upstream.max_streams}", upstream.error,
+    )  # fmt: skip
+
+
 class DashboardScreen(ConsoleScreen):
     MODE = "dashboard"
     REFRESH_S = 2.0  # the app's --refresh overrides it
@@ -81,6 +90,8 @@ class DashboardScreen(ConsoleScreen):
             yield Static("none", id="alerts", markup=False)
             yield Static("Loaded models", classes="section-title")
             yield DataTable(id="loaded", cursor_type="row", zebra_stripes=True)
+            yield Static("Upstream servers", classes="section-title", id="upstreams-title")
+            yield DataTable(id="upstreams", cursor_type="row", zebra_stripes=True)
             yield Static("Devices", classes="section-title")
             yield VerticalScroll(id="devices")
 
@@ -89,6 +100,10 @@ class DashboardScreen(ConsoleScreen):
         self.query_one("#loaded", DataTable).add_columns(
             "model", "state", "device", "slots", "context", "pinned", "note"
         )
+        self.query_one("#upstreams", DataTable).add_columns(
+            "model", "url", "health", "latency", "in flight", "note"
+        )
+        self._show_upstreams([])
 
     def action_refresh(self) -> None:
         self._refresh()
@@ -121,6 +136,16 @@ class DashboardScreen(ConsoleScreen):
         table.clear()
         for model in status.models_loaded:
             table.add_row(*_model_row(model), key=model.name)
+        self._show_upstreams(status.upstreams)
+
+    def _show_upstreams(self, upstreams: list[UpstreamState]) -> None:
+        """The section appears only on boxes that forward to upstream servers."""
+        table = self.query_one("#upstreams", DataTable)
+        table.clear()
+        for upstream in upstreams:
+            table.add_row(*_upstream_row(upstream), key=f"{upstream.name} {upstream.url}")
+        for widget in (table, self.query_one("#upstreams-title")):
+            widget.display = bool(upstreams)
 
     async def _show_devices(self, status: DaemonStatus, telemetry: DeviceTelemetry | None) -> None:
         box = self.query_one("#devices", VerticalScroll)

@@ -8,9 +8,16 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
-from appliance.records import Accelerator, KeyLimits, LoadedModel, ModelInfo, RuntimeReport
+from appliance.records import (
+    Accelerator,
+    KeyLimits,
+    LoadedModel,
+    ModelInfo,
+    RuntimeReport,
+    UpstreamState,
+)
 
 
 class AdminModel(BaseModel):
@@ -41,6 +48,8 @@ class DaemonStatus(AdminModel):
     """False until an administrator finished (or skipped) the console's first-boot wizard."""
     discovery: str = "off"
     """mDNS announcement of the LAN API: `advertised as 'NAME' on ADDRESSES`, `off`, or why not."""
+    upstreams: list[UpstreamState] = Field(default_factory=list)
+    """Servers that upstream model names are forwarded to, with their health."""
 
 
 class ImportRequest(AdminModel):
@@ -278,3 +287,20 @@ class AuditRecord(AdminModel):
     status: int
     duration_s: float
     prompt: str | None = None
+
+
+class UpstreamAdd(AdminModel):
+    """`POST /admin/upstreams`: forward model `name` to the OpenAI-compatible server at `url`.
+
+    Adding a second URL under the same name adds a replica (load-balanced, with failover);
+    the same name and URL again replaces that endpoint's settings."""
+
+    name: str
+    url: str
+    api_key: str = ""
+    """Sent upstream as `Authorization: Bearer`; stored with mode 0600, never shown again."""
+    model: str = ""
+    """The upstream's own model id; empty: the same as `name`."""
+    verify_tls: bool = True
+    ca_file: str = ""
+    max_streams: int = Field(default=16, ge=1, le=4096)

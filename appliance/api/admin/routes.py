@@ -20,11 +20,12 @@ from appliance.api.admin import (
     models_routes,
     setup_routes,
     status_routes,
+    upstream_routes,
 )
 
 router = APIRouter(prefix="/admin", tags=["admin"])
 for module in (
     status_routes, host_routes, devices_routes, models_routes, engine_routes, keys_routes,
-    logs_routes, config_routes, audit_routes, doctor_routes, setup_routes,
+    logs_routes, config_routes, audit_routes, doctor_routes, setup_routes, upstream_routes,
 ):  # fmt: skip
     router.include_router(module.router)

@@ -40,4 +40,5 @@ async def status(services: ServicesDep) -> DaemonStatus:
         tls_not_after=certificate.not_after.timestamp() if certificate else None,
         setup_complete=is_set_up(config.state_dir),
         discovery=services.advertiser.summary if services.advertiser else "off",
+        upstreams=services.upstreams.states() if services.upstreams else [],
     )

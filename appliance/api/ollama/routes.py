@@ -38,6 +38,7 @@ from appliance.api.openai.serving import (
     account_embedding,
     admit_key,
     admit_slots,
+    engine_for,
     engine_messages,
     resolve_model,
     visible_models,
@@ -125,7 +126,7 @@ async def ps(services: ServicesDep) -> dict[str, Any]:
 @router.post("/show", operation_id="ollama_show")
 async def show(body: ShowRequest, services: ServicesDep) -> dict[str, Any]:
     info = resolve(services, body.model_name())
-    return convert.show(info, services.engine.state_of(info.name))
+    return convert.show(info, engine_for(services, info).state_of(info.name))
 
 
 @router.post("/embed", operation_id="ollama_embed")
@@ -134,10 +135,11 @@ async def embed(body: EmbedRequest, services: ServicesDep) -> dict[str, Any]:
     info = resolve(services, body.model)
     timings = Timings()
     admit_key(services, info)
-    await services.engine.ensure_ready(info)
+    engine = engine_for(services, info)
+    await engine.ensure_ready(info)
     timings.mark_loaded()
     _keep_alive(services, info, body.keep_alive)
-    result = await services.engine.embed(info, body.texts(), normalize=True)
+    result = await engine.embed(info, body.texts(), normalize=True)
     account_embedding(services, info, result.prompt_tokens)
     stats = timings.fields(None)
     return {"model": body.model, "embeddings": result.vectors, **stats,
@@ -149,7 +151,7 @@ async def embeddings(body: EmbeddingsRequest, services: ServicesDep) -> dict[str
     info = resolve(services, body.model)
     admit_key(services, info)
     _keep_alive(services, info, body.keep_alive)
-    result = await services.engine.embed(info, [body.prompt], normalize=True)
+    result = await engine_for(services, info).embed(info, [body.prompt], normalize=True)
     account_embedding(services, info, result.prompt_tokens)
     return {"embedding": result.vectors[0]}
 
@@ -157,7 +159,7 @@ async def embeddings(body: EmbeddingsRequest, services: ServicesDep) -> dict[str
 def _keep_alive(services: Services, info: ModelInfo, value: float | str | None) -> None:
     seconds = parse_keep_alive(value)
     if seconds is not None:
-        services.engine.keep_alive(info.name, seconds)
+        engine_for(services, info).keep_alive(info.name, seconds)
 
 
 async def _load_or_unload(
@@ -165,12 +167,13 @@ async def _load_or_unload(
 ) -> JSONResponse:
     """An empty prompt loads the model (or, with keep_alive 0, unloads it), as in Ollama."""
     seconds = body.keep_alive_s()
-    state = services.engine.state_of(info.name)
-    if seconds == 0 and not (state and state.pinned):
+    engine = engine_for(services, info)
+    state = engine.state_of(info.name)
+    if seconds == 0 and engine is services.engine and not (state and state.pinned):
         await services.engine.unload(info.name)
         reason = "unload"
     else:
-        await services.engine.ensure_ready(info)
+        await engine.ensure_ready(info)
         _keep_alive(services, info, body.keep_alive)
         reason = "load"
     answer: dict[str, Any] = {"model": body.model, "created_at": convert.timestamp()}
@@ -218,19 +221,19 @@ async def _serve(
     raw = isinstance(body, GenerateRequest) and body.raw
     if raw:
         assert isinstance(body, GenerateRequest)
-        text, opens, mode, schema = body.prompt, False, ToolMode.OFF, None
+        text, opens, mode, schema, upstream = body.prompt, False, ToolMode.OFF, None, None
     else:
         prompt = build_prompt(request, info)
         text, opens, mode = prompt.text, prompt.opens_thinking, prompt.tool_mode
-        schema = prompt.forced_schema
+        schema, upstream = prompt.forced_schema, prompt.upstream_body
     submit = request.to_engine_request(
         new_request_id(), text, services.config.engine.max_tokens,
-        prompt_opens_thinking=opens, json_schema=schema,
+        prompt_opens_thinking=opens, json_schema=schema, upstream_body=upstream,
     )  # fmt: skip
     fmt = convert.reasoning_format(body.think, caller.reasoning_format)
     output = ChoiceOutput(0, reasoning=fmt, thinking_opened=opens, tools=mode)
     admit_key(services, info)  # before the load: a key over its limits loads nothing
-    await services.engine.ensure_ready(info)
+    await engine_for(services, info).ensure_ready(info)
     timings.mark_loaded()
     admit_slots(services, info)  # 429 now, not inside a 200 stream
     _keep_alive(services, info, body.keep_alive)

@@ -26,7 +26,7 @@ from appliance.api.openai.tools import (
     HERMES_END,
 )
 from appliance.chat_template import FALLBACK_TEMPLATE, render_chat
-from appliance.records import ModelInfo
+from appliance.records import ModelFormat, ModelInfo
 
 # Names render_chat sets itself; a request's chat_template_kwargs must not replace them.
 _RESERVED = frozenset({"messages", "bos_token", "eos_token", "add_generation_prompt", "tools"})
@@ -66,9 +66,13 @@ class ChatPrompt:
     """The prompt ends inside `<think>`: output is reasoning until `</think>`."""
     tool_mode: ToolMode
     forced_schema: str | None = None
+    upstream_body: dict[str, Any] | None = None
+    """For an upstream model: the request as the client sent it, forwarded unrendered."""
 
 
 def build_prompt(body: ChatCompletionRequest, info: ModelInfo) -> ChatPrompt:
+    if info.format == ModelFormat.UPSTREAM:
+        return upstream_prompt(body)
     template = info.chat_template or FALLBACK_TEMPLATE
     able = TemplateAbilities.of(template)
     mode = tool_mode(body)
@@ -97,6 +101,25 @@ def build_prompt(body: ChatCompletionRequest, info: ModelInfo) -> ChatPrompt:
         opens = False
     schema = forced_schema(body) if mode is ToolMode.FORCED else None
     return ChatPrompt(text=text, opens_thinking=opens, tool_mode=mode, forced_schema=schema)
+
+
+def upstream_prompt(body: ChatCompletionRequest) -> ChatPrompt:
+    """An upstream renders its own template: it gets the messages, tools and sampling fields
+    the client set. The text is a plain transcript, kept only for the audit log's
+    `store_prompts`; any tool calls come back as structured calls (`upstream/wire.py`), which
+    the output parser reads like a local model's."""
+    transcript = "\n".join(f"{m.role}: {_plain(m)}" for m in body.messages)
+    mode = ToolMode.OFF if tool_mode(body) is ToolMode.OFF else ToolMode.PARSE
+    sent = body.model_dump(mode="json", exclude_none=True, exclude_unset=True)
+    return ChatPrompt(text=transcript, opens_thinking=False, tool_mode=mode, upstream_body=sent)
+
+
+def _plain(message: ChatMessage) -> str:
+    """A message's text for the transcript; other parts (images) as `[type]`: the upstream
+    may well accept them, so they are not refused here."""
+    if message.content is None or isinstance(message.content, str):
+        return message.content or ""
+    return " ".join(part.text or f"[{part.type}]" for part in message.content)
 
 
 def tool_mode(body: ChatCompletionRequest) -> ToolMode:

@@ -21,7 +21,13 @@ from appliance.api.openai import convert
 from appliance.api.openai.limits import check_sampling, over_limit
 from appliance.api.openai.protocol import Usage
 from appliance.api.openai.sampling import SamplingRequest
-from appliance.api.openai.serving import admit_key, admit_slots, engine_messages, resolve_model
+from appliance.api.openai.serving import (
+    admit_key,
+    admit_slots,
+    engine_for,
+    engine_messages,
+    resolve_model,
+)
 from appliance.engine.client import new_request_id
 from appliance.engine.messages import Done, Submit, TokenLogprob
 from appliance.errors import ApplianceError, UsageError
@@ -107,7 +113,7 @@ async def create_completion(
     submit = body.to_engine_request(new_request_id(), services.config.engine.max_tokens)
     # Load (or wait for the load) and admit before answering: errors get real HTTP statuses.
     admit_key(services, info)
-    await services.engine.ensure_ready(info)
+    await engine_for(services, info).ensure_ready(info)
     admit_slots(services, info, submit.n)  # 429 now, not inside a 200 stream
     completion_id = f"cmpl-{uuid.uuid4().hex[:24]}"
     messages = engine_messages(services, info, submit)

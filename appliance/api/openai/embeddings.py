@@ -15,7 +15,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from appliance.api.deps import ServicesDep
-from appliance.api.openai.serving import account_embedding, admit_key, resolve_model
+from appliance.api.openai.serving import account_embedding, admit_key, engine_for, resolve_model
 from appliance.errors import UsageError
 
 router = APIRouter()
@@ -93,7 +93,7 @@ async def create_embeddings(body: EmbeddingRequest, services: ServicesDep) -> Em
         )
     info = resolve_model(services, body.model)
     admit_key(services, info)
-    result = await services.engine.embed(info, texts, normalize=True)
+    result = await engine_for(services, info).embed(info, texts, normalize=True)
     account_embedding(services, info, result.prompt_tokens)
     return EmbeddingResponse(
         data=[

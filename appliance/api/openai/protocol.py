@@ -155,6 +155,7 @@ class ChatCompletionRequest(SamplingRequest):
         *,
         prompt_opens_thinking: bool = False,
         json_schema: str | None = None,
+        upstream_body: dict[str, Any] | None = None,
     ) -> Submit:
         """The engine request; `json_schema` overrides response_format (forced tool calls)."""
         fields = self.sampling_fields()
@@ -169,6 +170,7 @@ class ChatCompletionRequest(SamplingRequest):
             top_logprobs=self.top_logprobs,
             reasoning_budget=None if budget is None or budget < 0 else budget,
             prompt_opens_thinking=prompt_opens_thinking,
+            upstream_body=upstream_body,
             **fields,
         )
 

@@ -24,6 +24,7 @@ from appliance.api.openai.reasoning import ReasoningFormat, parse_format
 from appliance.api.openai.serving import (
     admit_key,
     admit_slots,
+    engine_for,
     engine_messages,
     resolve_model,
     visible_models,
@@ -69,6 +70,7 @@ async def create_chat_completion(
         services.config.engine.max_tokens,
         prompt_opens_thinking=prompt.opens_thinking,
         json_schema=prompt.forced_schema,
+        upstream_body=prompt.upstream_body,
     )
     # The request's own choice, else the key's, else the box's default.
     default_format = caller.reasoning_format or services.config.api.reasoning_format
@@ -81,7 +83,7 @@ async def create_chat_completion(
     ]
     # Load (or wait for the load) before answering, so load failures get a real HTTP status.
     admit_key(services, info)  # before the load: a key over its limits loads nothing
-    await services.engine.ensure_ready(info)
+    await engine_for(services, info).ensure_ready(info)
     admit_slots(services, info, body.n)  # 429 now, not inside a 200 stream
     completion_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
     if body.stream:

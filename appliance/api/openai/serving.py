@@ -12,12 +12,39 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 from datetime import datetime, timedelta
+from typing import Any, Protocol
 
 from appliance.api import accounting
 from appliance.engine.messages import Delta, Done, Submit
 from appliance.errors import EngineError, ModelNotFound, PermissionDenied, RateLimited
-from appliance.records import ModelInfo
+from appliance.records import LoadedModel, ModelFormat, ModelInfo
 from appliance.services import Services
+
+
+class Engine(Protocol):
+    """What the routes need from whatever serves a model: the engine manager (local workers)
+    or the upstream pool (appliance.upstream)."""
+
+    async def ensure_ready(self, info: ModelInfo, wait: bool = True) -> Any: ...
+    def state_of(self, name: str) -> LoadedModel | None: ...
+    def admit(self, info: ModelInfo) -> None: ...
+    def generate(self, info: ModelInfo, submit: Submit) -> AsyncIterator[Delta | Done]: ...
+    async def embed(self, info: ModelInfo, inputs: list[str], normalize: bool) -> Any: ...
+    def keep_alive(self, name: str, seconds: float) -> None: ...
+    def expires_at(self, name: str) -> float | None: ...
+
+
+def engine_for(services: Services, info: ModelInfo) -> Engine:
+    """The one place a resolved model is mapped to what generates for it."""
+    if info.format == ModelFormat.UPSTREAM and services.upstreams is not None:
+        return services.upstreams
+    return services.engine
+
+
+def _all_models(services: Services) -> list[ModelInfo]:
+    """Installed models, then upstream names (a name is never both: `upstream add` refuses)."""
+    upstream = services.upstreams.infos() if services.upstreams is not None else []
+    return services.store.list() + upstream
 
 
 def _allowed_models() -> list[str] | None:
@@ -29,7 +56,7 @@ def _allowed_models() -> list[str] | None:
 def visible_models(services: Services) -> list[ModelInfo]:
     """The installed models the calling key may use (listings show only these)."""
     allowed = _allowed_models()
-    installed = services.store.list()
+    installed = _all_models(services)
     return installed if allowed is None else [m for m in installed if m.name in allowed]
 
 
@@ -46,7 +73,7 @@ def resolve_model(services: Services, requested: str) -> ModelInfo:
         if info.name == name:
             return info
     allowed = _allowed_models()
-    if allowed is not None and any(info.name == name for info in services.store.list()):
+    if allowed is not None and any(info.name == name for info in _all_models(services)):
         installed = {m.name for m in visible}
         may_use = [m if m in installed else f"{m} (not installed)" for m in allowed]
         raise PermissionDenied(
@@ -97,11 +124,12 @@ def admit_slots(services: Services, info: ModelInfo, n: int = 1) -> None:
     the loaded model's slots: the queue is full, or the key is at its `max_streams`."""
     usage = accounting.current()
     key = usage.key_label if usage else "-"
-    state = services.engine.state_of(info.name)
+    engine = engine_for(services, info)
+    state = engine.state_of(info.name)
     if state is not None and state.slots:
         max_streams = usage.limits.max_streams if usage and usage.limits else None
         services.scheduler.check(info.name, key, n, capacity=state.slots, max_streams=max_streams)
-    services.engine.admit(info)
+    engine.admit(info)
 
 
 async def engine_messages(
@@ -118,7 +146,8 @@ async def engine_messages(
         usage.model = info.name
         if services.config.audit.store_prompts:
             usage.prompt = submit.prompt
-    state = services.engine.state_of(info.name)
+    engine = engine_for(services, info)
+    state = engine.state_of(info.name)
     capacity = state.slots if state and state.slots else submit.n
     metrics = services.metrics
     finished: dict[int, Done] = {}
@@ -128,7 +157,7 @@ async def engine_messages(
     # count, cancel) in `finally`, which must not wait for the garbage collector.
     async with (
         services.scheduler.slots(info.name, key, submit.n, capacity=capacity),
-        aclosing(services.engine.generate(info, submit)) as stream,
+        aclosing(engine.generate(info, submit)) as stream,
     ):
         async for message in stream:
             if not 0 <= message.index < submit.n:

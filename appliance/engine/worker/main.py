@@ -39,7 +39,7 @@ from appliance.engine.messages import (
     read_frame_sync,
     to_worker_decoder,
 )
-from appliance.runtime.loader import activate
+from appliance.runtime.loader import activate, add_rpc_servers
 
 _EOF = object()
 
@@ -137,6 +137,8 @@ class Worker:
                 # The placement names the build and the backends; llama_cpp is imported only
                 # after they are registered, so this process never runs an untested variant.
                 activate(request.runtime_dir, request.backend_libs)
+                if request.rpc_servers:  # devices on other boxes, as `llama-server --rpc` adds
+                    add_rpc_servers(request.rpc_servers)
                 from appliance.engine.worker.llamacpp import LlamaRuntime
 
                 self.runtime = LlamaRuntime(request, on_progress=progress)
