@@ -14,6 +14,7 @@ from onnx import helper
 from appliance.errors import ModelFormatError
 from appliance.records import ModelFormat
 from appliance.store import ModelStore
+from appliance.store.importing import import_path
 from helpers.builder_onnx import builder_onnx_model
 from helpers.tiny_onnx import write_tiny_onnx
 
@@ -38,7 +39,7 @@ def test_a_builder_made_model_imports_as_int4_with_its_chat_template(store, tmp_
     config = json.loads((folder / "tokenizer_config.json").read_text())
     del config["chat_template"]  # today's builder leaves it in chat_template.jinja only
     (folder / "tokenizer_config.json").write_text(json.dumps(config))
-    model = store.import_path(folder, "built").model
+    model = import_path(store, folder, "built").model
     assert model.format == ModelFormat.ONNX
     assert (model.architecture, model.quantization) == ("llama", "int4")
     assert model.chat_template and "<｜Assistant｜>" in model.chat_template
@@ -63,7 +64,7 @@ def test_a_folder_the_engine_cannot_serve_is_refused_with_the_reason(
     folder = write_tiny_onnx(tmp_path / "tiny")
     damage(folder)
     with pytest.raises(ModelFormatError, match="cannot serve this ONNX model") as caught:
-        store.import_path(folder, "tiny")
+        import_path(store, folder, "tiny")
     assert reason in str(caught.value)
     assert store.list() == []
 
@@ -77,4 +78,4 @@ def test_an_operator_onnxruntime_does_not_know_is_refused_by_name(store, tmp_pat
     with pytest.raises(
         ModelFormatError, match=r"operators this onnxruntime does not implement: acme\.Frobnicate"
     ):
-        store.import_path(folder, "tiny")
+        import_path(store, folder, "tiny")
