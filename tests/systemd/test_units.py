@@ -369,3 +369,12 @@ def test_systemd_analyze_security_would_catch_lost_hardening(tmp_path: Path) -> 
     unit.write_text("\n".join(kept) + "\n")
 
     assert exposure(unit) > 5.0
+
+
+@needs_offline_security
+def test_the_rpc_server_unit_is_hardened_like_the_daemon(tmp_path: Path) -> None:
+    # It serves an unauthenticated protocol: whatever reaches it must find little to touch.
+    unit = tmp_path / RPC.name
+    shutil.copy(RPC, unit)
+
+    assert exposure(unit) <= 2.5
