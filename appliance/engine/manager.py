@@ -212,6 +212,8 @@ class EngineManager:
             runtime_dir=placement.runtime_dir,
             backend_libs=placement.backend_libs,
             oom_score_adj=self.config.engine.worker_oom_score_adj,
+            kv_cache_type=self.config.engine.kv_cache_type,
+            draft_tokens=self.config.engine.speculative_tokens,
         )
         try:
             ready = await worker.start(

@@ -31,6 +31,11 @@ class Load(msgspec.Struct, tag="load"):
     """ggml backends to register, in order: the self-tested CPU variant, then the accelerator's."""
     oom_score_adj: int | None = None
     """Raise the worker's `oom_score_adj` to this before loading, so it is killed first."""
+    kv_cache_type: str = "f16"
+    """Element type of the KV cache: f16, or q8_0 for about half the memory per slot."""
+    draft_tokens: int = 8
+    """Most tokens drafted by prompt lookup per sequence and step (speculative decoding); 0
+    turns drafting off."""
 
 
 class Submit(msgspec.Struct, tag="submit"):
@@ -158,6 +163,10 @@ class Stats(msgspec.Struct, tag="stats"):
     prompt_tokens: int
     generated_tokens: int
     decode_steps: int
+    draft_tokens: int = 0
+    """Tokens guessed by prompt-lookup drafting and decoded for verification."""
+    draft_accepted: int = 0
+    """Of those, the ones the model's own sampling agreed with (each one a step saved)."""
 
 
 ToWorker = Load | Submit | Embed | Cancel | Ping | StatsRequest
