@@ -232,9 +232,9 @@ def main() -> None:
                 for c in clients:
                     runs = paired(
                         servers,
-                        lambda s: asyncio.run(load_test(s.base, s.model, c, args.max_tokens)),
+                        lambda s, c=c: asyncio.run(load_test(s.base, s.model, c, args.max_tokens)),
                         r,
-                    )  # noqa: B023
+                    )
                     for name, run in runs.items():
                         tps[name].setdefault(c, []).append(run.aggregate_tps)
                         ttft[name].setdefault(c, []).append(run.ttft_p50_ms)
