@@ -136,31 +136,34 @@ async def cold_warm(server: Server, nonce: str) -> tuple[float, float]:
 
 
 async def edit_run(server: Server, max_tokens: int) -> tuple[float, str]:
-    """Single-stream tok/s (first to last token) of the repeat-with-one-change workload."""
+    """Single-stream tok/s (first to last token, tokens from the usage chunk) and the text of the
+    repeat-with-one-change workload. Chunks are not tokens here: a server that accepts guessed
+    tokens may send several in one chunk."""
     body = {"model": server.model, "messages": [{"role": "user", "content": EDIT_PROMPT}],
-            "max_tokens": max_tokens, "stream": True, "temperature": 0}  # fmt: skip
-    async with httpx.AsyncClient(timeout=600) as client:
-        first = last = 0.0
-        pieces: list[str] = []
-        async with client.stream("POST", f"{server.base}/chat/completions", json=body) as r:
-            r.raise_for_status()
-            async for line in r.aiter_lines():
-                if not line.startswith("data: ") or line == "data: [DONE]":
-                    continue
-                chunk = json.loads(line.removeprefix("data: "))
-                if "usage" in chunk and chunk.get("usage"):
-                    pass
-                choices = chunk.get("choices") or [{}]
-                text = choices[0].get("delta", {}).get("content")
-                if text:
-                    pieces.append(text)
-                    last = time.perf_counter()
-                    first = first or last
-    text = "".join(pieces)
-    # Tokens counted by re-tokenizing would need the model here; chunks are not tokens when a
-    # server sends several tokens per chunk (accepted drafts), so use characters / 4.2 (this
-    # model's mean for English) consistently for every server.
-    return (len(text) / 4.2) / max(last - first, 1e-9), text
+            "max_tokens": max_tokens, "stream": True, "temperature": 0,
+            "stream_options": {"include_usage": True}}  # fmt: skip
+    first = last = 0.0
+    pieces: list[str] = []
+    completion = 0
+    async with (
+        httpx.AsyncClient(timeout=600) as client,
+        client.stream("POST", f"{server.base}/chat/completions", json=body) as r,
+    ):
+        r.raise_for_status()
+        async for line in r.aiter_lines():
+            if not line.startswith("data: ") or line == "data: [DONE]":
+                continue
+            chunk = json.loads(line.removeprefix("data: "))
+            if chunk.get("usage"):
+                completion = chunk["usage"].get("completion_tokens", 0)
+            choices = chunk.get("choices") or [{}]
+            text = choices[0].get("delta", {}).get("content")
+            if text:
+                pieces.append(text)
+                last = time.perf_counter()
+                first = first or last
+    # The first token's time is prefill; the rate is of the tokens after it.
+    return (completion - 1) / max(last - first, 1e-9), "".join(pieces)
 
 
 def paired(servers: list[Server], fn, round_no: int):
@@ -218,7 +221,7 @@ def main() -> None:
     ratios: dict[str, list[float]] = {}
     cold: dict[str, list[float]] = {k: [] for k in tps}
     warm: dict[str, list[float]] = {k: [] for k in tps}
-    edit: dict[str, list[float]] = {k: [] for k in tps}
+    edit: dict[str, list[float]] = {k: [] for k in [*tps, "ours, drafting off"]}
     memory: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as home:
         args.server_log = Path(home) / "llama-server.log"
@@ -226,7 +229,13 @@ def main() -> None:
         try:
             servers.append(start_ours(args.model, args, Path(home), ours_env))
             servers.append(start_llama_server(args.model, args))
-            for s in servers:  # warm-up
+            plain: list[Server] = []
+            if args.speculative:  # ours again with drafting off: what drafting gains or costs
+                (Path(home) / "plain").mkdir()
+                plain_env = {**ours_env, "APPLIANCE_ENGINE__SPECULATIVE_TOKENS": "0"}
+                plain.append(start_ours(args.model, args, Path(home) / "plain", plain_env))
+                plain[0].name = "ours, drafting off"
+            for s in servers + plain:  # warm-up
                 asyncio.run(load_test(s.base, s.model, 1, 8))
             for r in range(args.rounds):
                 for c in clients:
@@ -251,10 +260,21 @@ def main() -> None:
                     warm[name].append(w_ms)
                 ratios.setdefault("cold", []).append(cw["ours"][0] / cw["llama-server"][0])
                 if args.speculative:
-                    ed = paired(servers, lambda s: asyncio.run(edit_run(s, 400)), r)
+                    ed = paired(servers + plain, lambda s: asyncio.run(edit_run(s, 400)), r)
                     for name, (rate, _) in ed.items():
                         edit[name].append(rate)
                     ratios.setdefault("edit", []).append(ed["ours"][0] / ed["llama-server"][0])
+                    ratios.setdefault("edit_vs_off", []).append(
+                        ed["ours"][0] / ed["ours, drafting off"][0]
+                    )
+                    story = paired(
+                        [servers[0], plain[0]],
+                        lambda s: asyncio.run(load_test(s.base, s.model, 1, args.max_tokens)),
+                        r,
+                    )
+                    ratios.setdefault("story1_vs_off", []).append(
+                        story["ours"].aggregate_tps / story["ours, drafting off"].aggregate_tps
+                    )
                 print(f"round {r + 1}/{args.rounds}: " + ", ".join(
                     f"{k} {v[-1]:.2f}" for k, v in ratios.items()), file=sys.stderr)  # fmt: skip
             for s in servers:
@@ -274,7 +294,7 @@ def main() -> None:
                     warm[peer2.name].append(w_ms)
                 memory[peer2.name] = rss_mib(process.pid)
         finally:
-            for s in servers:
+            for s in servers + plain:
                 s.process.terminate()
                 s.process.wait()
     load_after = os.getloadavg()
@@ -325,10 +345,14 @@ def render(args, clients, tps, ttft, ratios, cold, warm, edit, memory, load_befo
                 f"{memory.get('ours', 0) / max(memory.get('llama-server', 1), 1):.2f}× | "
                 f"{mem('llama_cpp.server', 1)} |")  # fmt: skip
     if edit["ours"]:
-        head.append(
-            f"| edit workload, 1 stream, tok/s | {med(edit['ours']):.1f} | "
-            f"{med(edit['llama-server']):.1f} | **{med(ratios['edit']):.2f}×** | |"
-        )
+        head.append(f"| edit workload (repeat a text with one change), 1 stream, tok/s "
+                    f"| {med(edit['ours']):.1f} | {med(edit['llama-server']):.1f} "
+                    f"| **{med(ratios['edit']):.2f}×** | |")  # fmt: skip
+        head.append(f"| same, ours with drafting off, tok/s (ours on / off) "
+                    f"| {med(edit['ours, drafting off']):.1f} | | "
+                    f"{med(ratios['edit_vs_off']):.2f}× | |")  # fmt: skip
+        head.append(f"| story workload, 1 stream: ours drafting on / off (paired) | | | "
+                    f"{med(ratios['story1_vs_off']):.2f}× | |")  # fmt: skip
     spread = "; ".join(f"{k}: {min(v):.2f}–{max(v):.2f}" for k, v in ratios.items() if v)
     return "\n\n".join([
         f"## Engine vs llama-server, paired rounds ({stamp}){' — ' + args.label if args.label else ''}",

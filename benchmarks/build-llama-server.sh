@@ -50,8 +50,9 @@ EOF
 
 entry="$cache/$(basename "$runtime_dir")"
 if [ ! -x "$entry/bin/llama-server" ]; then
-  work="$(mktemp -d "${TMPDIR:-/tmp}/llama-server.XXXXXX")"
-  trap 'rm -rf "$work"' EXIT
+  # Kept until the server is built: an interrupted or failed build resumes where it stopped.
+  work="$entry.work"
+  mkdir -p "$work"
   if [ -z "$sdist" ]; then
     echo ">> fetching the llama-cpp-python $version source" >&2
     python3 -m pip download --quiet --no-deps --no-binary :all: "llama-cpp-python==$version" -d "$work"
@@ -60,27 +61,31 @@ if [ ! -x "$entry/bin/llama-server" ]; then
   got_sha="$(sha256sum "$sdist" | cut -d' ' -f1)"
   [ "$got_sha" = "$want_sha" ] || {
     echo "build-llama-server: $sdist is not the source the runtime was built from ($got_sha != $want_sha)" >&2; exit 1; }
-  tar -xzf "$sdist" -C "$work"
-  src="$(echo "$work"/llama_cpp_python-*/vendor/llama.cpp)"
-  echo ">> configuring with the runtime's ${#flags[@]} flags" >&2
-  cmake -S "$src" -B "$work/build" "${flags[@]}" >"$work/configure.log" 2>&1 || {
-    tail -40 "$work/configure.log" >&2; exit 1; }
+  if [ ! -f "$work/build/Makefile" ]; then
+    tar -xzf "$sdist" -C "$work"
+    src="$(echo "$work"/llama_cpp_python-*/vendor/llama.cpp)"
+    echo ">> configuring with the runtime's ${#flags[@]} flags" >&2
+    cmake -S "$src" -B "$work/build" "${flags[@]}" >"$work/configure.log" 2>&1 || {
+      tail -40 "$work/configure.log" >&2; exit 1; }
+  fi
   # The libraries the server links against are the runtime's own (same source, same flags), so
   # they are copied in rather than rebuilt; `/fast` targets build one target without its
   # dependencies (ggml's would pull in every CPU variant).
   mkdir -p "$work/build/bin"
   cp -a "$runtime_dir"/libllama.so* "$runtime_dir"/libggml.so* "$runtime_dir"/libggml-base.so* "$work/build/bin/"
   echo ">> compiling llama-server with $jobs jobs (a few minutes)" >&2
-  for target in cpp-httplib llama-common-base llama-common mtmd llama-ui-assets llama-ui \
+  for target in cpp-httplib vendor-hash llama-common-base llama-common mtmd llama-ui-assets llama-ui \
       server-context llama-server-impl llama-server; do
     make -C "$work/build" -j "$jobs" "$target/fast" >>"$work/build.log" 2>&1 || {
-      grep -m20 -B2 -A8 -i 'error' "$work/build.log" >&2; exit 1; }
+      grep -v '^make\|Building\|Linking\|Built target' "$work/build.log" | tail -30 >&2
+      echo "build-llama-server: building $target failed (log: $work/build.log)" >&2; exit 1; }
   done
   partial="$entry.partial.$$"
   rm -rf "$partial"; mkdir -p "$partial/bin"
   cp -a "$work/build/bin/llama-server" "$work/build/bin/"lib*.so* "$partial/bin/"
   cp "$info" "$partial/runtime-build-info.json"
   rm -rf "$entry"; mv "$partial" "$entry"
+  rm -rf "$work"
 fi
 # Exactly one CPU variant beside the executable: the one the self-test chose.
 rm -f "$entry"/bin/libggml-cpu-*.so
