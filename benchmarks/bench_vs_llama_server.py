@@ -260,7 +260,7 @@ def main() -> None:
                     warm[name].append(w_ms)
                 ratios.setdefault("cold", []).append(cw["ours"][0] / cw["llama-server"][0])
                 if args.speculative:
-                    ed = paired(servers + plain, lambda s: asyncio.run(edit_run(s, 400)), r)
+                    ed = paired(servers + plain, lambda s: asyncio.run(edit_run(s, 300)), r)
                     for name, (rate, _) in ed.items():
                         edit[name].append(rate)
                     ratios.setdefault("edit", []).append(ed["ours"][0] / ed["llama-server"][0])
