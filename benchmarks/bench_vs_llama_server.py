@@ -16,8 +16,8 @@ most of the drift, and the median of those ratios is the figure. Per round:
 fewer rounds (`--peer2-rounds`). Resident memory (RSS) of each server's processes is read after
 the rounds. Prints a table, appends it to RESULTS.md and draws engine.png.
 
-    benchmarks/build-llama-server.sh --runtime-dir ... --variant ...   # once, see its header
-    .venv/bin/python benchmarks/bench_vs_llama_server.py --server-dir DIR
+    .venv/bin/python benchmarks/bench_vs_llama_server.py --speculative \
+        --runtime-dir ~/.cache/ai-appliance/llama-runtime/llama-cpp-python-VERSION-cpu-ARCH-HASH
 """
 
 from __future__ import annotations
@@ -47,6 +47,8 @@ from bench_engine import (
 )
 
 HERE = Path(__file__).parent
+SPIN_ENVIRONMENT = {"GOMP_SPINCOUNT": "1000"}  # as appliance.engine.worker.main sets it
+RUNTIME_CACHE = Path.home() / ".cache" / "ai-appliance" / "bench-runtime-cache"
 EDIT_TEXT = " ".join(
     f"Item {i}: the meeting room on floor {i % 7 + 1} is booked by team {chr(65 + i % 26)} "
     f"from {8 + i % 9}:00 until {9 + i % 9}:30 for the weekly review."
@@ -78,6 +80,10 @@ def start_ours(
         APPLIANCE_ENGINE__CONTEXT_LENGTH=str(args.ctx), APPLIANCE_API__REQUIRE_API_KEY="false",
         APPLIANCE_ENGINE__MAX_TOKENS=str(max(args.max_tokens, 512)),
     )  # fmt: skip
+    # The runtime's CPU self-test result is kept between runs (it takes minutes on 2 loaded
+    # cores, and a temporary home would repeat it for every daemon).
+    RUNTIME_CACHE.mkdir(parents=True, exist_ok=True)
+    env["APPLIANCE_RUNTIME__CACHE_DIR"] = str(RUNTIME_CACHE)
     env.update(env_extra)
     appliance = [sys.executable, "-m", "appliance"]
     subprocess.run([*appliance, "models", "import", str(model), "--name", "bench"], env=env,
@@ -86,18 +92,30 @@ def start_ours(
         [*appliance, "serve"], env=env, stdout=subprocess.DEVNULL,
         stderr=open(home / "daemon.log", "wb"),  # noqa: SIM115 (open while the server runs)
     )  # fmt: skip
-    wait_ready(f"http://127.0.0.1:{port}/ready", process)
+    wait_ready(f"http://127.0.0.1:{port}/ready", process, timeout_s=900)
     return Server("ours", f"http://127.0.0.1:{port}/v1", "bench", process)
 
 
 def start_llama_server(model: Path, args: argparse.Namespace) -> Server:
     port = free_port()
-    binary = args.server_dir / "llama-server"
+    # The CPU variant our daemon's self-test chose (now cached), so both run the same kernels.
+    choice = json.loads((RUNTIME_CACHE / "cpu-variant-cpu.json").read_text())
+    server_dir = subprocess.run(
+        [str(HERE / "build-llama-server.sh"), "--runtime-dir", str(args.runtime_dir),
+         "--variant", choice["variant"]],
+        check=True, capture_output=True, text=True,
+    ).stdout.strip().splitlines()[-1]  # fmt: skip
+    args.variant = choice["variant"]
+    binary = Path(server_dir) / "llama-server"
     process = subprocess.Popen(
         [str(binary), "-m", str(model), "-np", str(args.slots), "-c", str(args.slots * args.ctx),
          "-t", str(args.threads), "-tb", str(args.threads), "--host", "127.0.0.1",
          "--port", str(port), "--no-webui"],
         stdout=subprocess.DEVNULL, stderr=open(args.server_log, "wb"),  # noqa: SIM115
+        # Unless told otherwise, the same OpenMP spin limit our workers set for themselves:
+        # libgomp's default spin collapses both servers on a shared VM (llama-server made
+        # 1.2 tok/s at one stream here), which would measure the VM, not the engines.
+        env={**os.environ, **({} if args.peer_default_env else SPIN_ENVIRONMENT)},
     )  # fmt: skip
     wait_ready(f"http://127.0.0.1:{port}/health", process)
     return Server("llama-server", f"http://127.0.0.1:{port}/v1", "bench", process)
@@ -176,10 +194,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=None, help="GGUF (default: embedded SmolLM2)")
     parser.add_argument(
-        "--server-dir",
+        "--runtime-dir",
         type=Path,
         required=True,
-        help="folder holding llama-server (build-llama-server.sh prints it)",
+        help="the llama.cpp runtime build in ~/.cache/ai-appliance/llama-runtime/ that the "
+        "appliance's venv installed; llama-server is built against it (once)",
     )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--slots", type=int, default=16)
@@ -199,6 +218,10 @@ def main() -> None:
         default=[],
         help="KEY=VALUE for our daemon (e.g. APPLIANCE_ENGINE__KV_TYPE=q8_0)",
     )
+    parser.add_argument(
+        "--peer-default-env", action="store_true",
+        help="run llama-server with libgomp's default spin instead of our workers' limit",
+    )  # fmt: skip
     parser.add_argument("--label", default="", help="a note for the results heading")
     parser.add_argument("--results", type=Path, default=HERE / "RESULTS.md")
     parser.add_argument("--plot", type=Path, default=HERE / "engine.png")
@@ -226,10 +249,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as home:
         args.server_log = Path(home) / "llama-server.log"
         servers: list[Server] = []
+        plain: list[Server] = []
         try:
             servers.append(start_ours(args.model, args, Path(home), ours_env))
             servers.append(start_llama_server(args.model, args))
-            plain: list[Server] = []
             if args.speculative:  # ours again with drafting off: what drafting gains or costs
                 (Path(home) / "plain").mkdir()
                 plain_env = {**ours_env, "APPLIANCE_ENGINE__SPECULATIVE_TOKENS": "0"}
@@ -358,11 +381,12 @@ def render(args, clients, tps, ttft, ratios, cold, warm, edit, memory, load_befo
         f"## Engine vs llama-server, paired rounds ({stamp}){' — ' + args.label if args.label else ''}",
         f"Model `{args.model.name}`, {args.threads} threads, {args.slots} slots × {args.ctx} "
         f"tokens per slot on both, {args.max_tokens} new tokens, greedy, streaming chat; "
+        f"CPU variant {args.variant} (the self-test's choice) for both; "
         f"{args.rounds} paired interleaved rounds (llama_cpp.server: {args.peer2_rounds} "
         f"unpaired). Load average (1/5/15 min) before {load_before[0]:.1f}/{load_before[1]:.1f}/"
         f"{load_before[2]:.1f}, after {load_after[0]:.1f}/{load_after[1]:.1f}/{load_after[2]:.1f}. "
         f"Our extra settings: {' '.join(args.ours_env) or 'none'}. Command: "
-        "`.venv/bin/python benchmarks/bench_vs_llama_server.py --server-dir DIR`.",
+        "`.venv/bin/python benchmarks/bench_vs_llama_server.py --runtime-dir DIR --speculative`.",
         "\n".join(head),
         f"Range of the per-round ratios: {spread}.",
     ])  # fmt: skip
