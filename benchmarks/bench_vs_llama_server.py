@@ -222,6 +222,7 @@ def main() -> None:
         "--peer-default-env", action="store_true",
         help="run llama-server with libgomp's default spin instead of our workers' limit",
     )  # fmt: skip
+    parser.add_argument("--keep-logs", action="store_true", help="keep the servers' logs")
     parser.add_argument("--label", default="", help="a note for the results heading")
     parser.add_argument("--results", type=Path, default=HERE / "RESULTS.md")
     parser.add_argument("--plot", type=Path, default=HERE / "engine.png")
@@ -248,6 +249,10 @@ def main() -> None:
     memory: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as home:
         args.server_log = Path(home) / "llama-server.log"
+        if args.keep_logs:  # both servers' logs kept where they can be read after a failure
+            home = tempfile.mkdtemp(prefix="bench-engine-")
+            args.server_log = Path(home) / "llama-server.log"
+            print(f"logs in {home}", file=sys.stderr)
         servers: list[Server] = []
         plain: list[Server] = []
         try:
