@@ -108,6 +108,11 @@ class EngineSettings(Section):
     """Conversations decoded together per model; 0 picks as many as memory allows, up to 16."""
     batch_tokens: int = Field(default=512, ge=16)
     """Most tokens in one decode step (prompt chunks are cut to fit, so no one stalls)."""
+    kv_cache_type: Literal["f16", "q8_0"] = "f16"
+    """KV cache element type: q8_0 holds about half the memory per slot (a little slower)."""
+    speculative_tokens: int = Field(default=8, ge=0, le=32)
+    """Tokens guessed ahead by prompt lookup per step (speculative decoding: only tokens the
+    model samples are kept); 0 turns it off."""
     queue_size: int = Field(default=64, ge=0)
     """Requests that may wait for a free slot per model; beyond it the API answers 429."""
     max_loaded: int = Field(default=1, ge=1)

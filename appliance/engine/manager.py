@@ -226,6 +226,12 @@ class EngineManager:
             provider=placement.backend if placement.engine == "onnxruntime" else "",
             provider_options=placement.provider_options,
             rpc_servers=placement.rpc_servers,
+            kv_cache_type=self.config.engine.kv_cache_type,
+            # Drafting verifies guesses with several positions of one sequence in a step: the
+            # llama.cpp runtime's batches do that; the ONNX runtime's do not.
+            draft_tokens=(
+                self.config.engine.speculative_tokens if placement.engine == "llama.cpp" else 0
+            ),
         )
         try:
             ready = await worker.start(

@@ -41,6 +41,11 @@ class Load(msgspec.Struct, tag="load"):
     rpc_servers: list[str] = msgspec.field(default_factory=list)
     """llama.cpp RPC peers (`host:port`) the model's layers are spread over with the local
     devices (config `rpc.peers`); needs a runtime built with GGML_RPC."""
+    kv_cache_type: str = "f16"
+    """Element type of the KV cache: f16, or q8_0 for about half the memory per slot."""
+    draft_tokens: int = 8
+    """Most tokens drafted by prompt lookup per sequence and step (speculative decoding); 0
+    turns drafting off."""
 
 
 class Submit(msgspec.Struct, tag="submit"):
@@ -171,6 +176,10 @@ class Stats(msgspec.Struct, tag="stats"):
     prompt_tokens: int
     generated_tokens: int
     decode_steps: int
+    draft_tokens: int = 0
+    """Tokens guessed by prompt-lookup drafting and decoded for verification."""
+    draft_accepted: int = 0
+    """Of those, the ones the model's own sampling agreed with (each one a step saved)."""
 
 
 ToWorker = Load | Submit | Embed | Cancel | Ping | StatsRequest

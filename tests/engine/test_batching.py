@@ -220,3 +220,15 @@ async def test_cancelling_a_request_that_waits_for_a_slot_ends_it(embedded_model
         assert (stats.waiting, stats.slots_busy) == (0, 0)
     finally:
         await single.stop()
+
+
+async def test_a_q8_0_kv_cache_gives_the_same_answer(embedded_model: Path) -> None:
+    quantized = WorkerProcess("smollm2-q8")
+    await quantized.start(
+        load_message(str(embedded_model), 2048, 2, slots=2, kv_cache_type="q8_0"), 60
+    )
+    try:
+        texts, _ = await collect(quantized, Submit("q8", FRANCE, max_tokens=12, temperature=0))
+    finally:
+        await quantized.stop()
+    assert "Paris" in texts[0]

@@ -5,6 +5,12 @@ sequence plus prompt chunks of newly admitted ones (chunked prefill, capped by t
 a long prompt never stalls the others), then one sampling pass per sequence that produced
 logits. A new prompt reuses the longest cached prefix of any slot (a shared system prompt, the
 earlier turns of a chat): the KV is kept or copied, and only the rest is decoded.
+
+Speculative decoding by prompt lookup (`speculation.py`): a generating sequence whose last
+tokens occurred before in its conversation puts the tokens that followed them into the same
+step as guesses; each guess is kept only while the token sampled at its position equals it, so
+the output is the same as without guessing, and one step may yield several tokens. Guesses are
+limited per step (`SPEC_STEP_TOKENS`) so a full batch of streams never pays for them.
 May import engine.messages and the worker's own modules.
 """
 
@@ -26,6 +32,7 @@ from appliance.engine.messages import (
 )
 from appliance.engine.worker.errors import RequestRejected
 from appliance.engine.worker.slots import Choice, Slot, common_prefix
+from appliance.engine.worker.speculation import NgramDrafter
 
 if TYPE_CHECKING:
     # Either runtime drives the batcher: llama.cpp's, or onnxruntime's (`onnxrt.OnnxRuntime`,
@@ -35,6 +42,9 @@ if TYPE_CHECKING:
 Sampler = Any
 
 FORCED_THINK_END = "\n</think>\n\n"
+SPEC_STEP_TOKENS = 24
+"""Most tokens in a step that may carry drafts: guesses ride free only while a decode step
+is memory-bound (few sequences); with many streams each extra position costs compute."""
 
 
 class Batcher:
@@ -49,6 +59,9 @@ class Batcher:
         self.prefix_tokens = 0
         self.prompt_tokens = 0
         self.generated_tokens = 0
+        self.draft_tokens = 0
+        self.draft_accepted = 0
+        self.max_draft = max(0, getattr(runtime, "draft_tokens", 0))
 
     # --- requests in and out -------------------------------------------------------------
 
@@ -88,6 +101,8 @@ class Batcher:
             prompt_tokens=self.prompt_tokens,
             generated_tokens=self.generated_tokens,
             decode_steps=self.steps,
+            draft_tokens=self.draft_tokens,
+            draft_accepted=self.draft_accepted,
         )
 
     # --- admission and prefix reuse ------------------------------------------------------
@@ -156,6 +171,7 @@ class Batcher:
         primary.cached = tokens[:reuse]
         primary.pending = tokens[reuse:]
         primary.choice = Choice(request, 0, len(tokens), reuse, samplers[0])
+        primary.drafter = self._drafter(tokens)
         if reuse:
             self.prefix_hits += 1
             self.prefix_tokens += reuse
@@ -165,7 +181,11 @@ class Batcher:
             self.rt.forget(slot.seq)
             slot.cached, slot.pending = [], []
             slot.choice = Choice(request, index, len(tokens), reuse, samplers[index])
+            slot.drafter = self._drafter(tokens)
             slot.waiting_for_copy = True
+
+    def _drafter(self, tokens: list[int]) -> NgramDrafter | None:
+        return NgramDrafter(tokens, self.max_draft) if self.max_draft else None
 
     def _best_prefix(self, tokens: list[int]) -> tuple[Slot | None, int]:
         best: Slot | None = None
@@ -198,6 +218,9 @@ class Batcher:
             choice = slot.choice
             if choice is None:
                 continue
+            if slot.draft:
+                self._verify_or_fail(slot, batch_index)
+                continue
             if choice.index == 0:
                 self._start_siblings(slot, batch_index)
             self._sample_or_fail(slot, batch_index)
@@ -209,11 +232,18 @@ class Batcher:
         # Generating sequences first (one token each), then prompt chunks in the room left.
         active = [s for s in self.slots if s.busy and s.pending]
         active.sort(key=lambda s: len(s.pending) > 1)
+        generating = sum(len(s.pending) == 1 for s in active)
+        spare = min(budget, SPEC_STEP_TOKENS) - generating  # positions guesses may take
         for slot in active:
             room = budget - count
             if room <= 0:
                 break
+            if spare > 0 and len(slot.pending) == 1:
+                slot.draft = self._draft(slot, min(spare, room - 1))
+                spare -= len(slot.draft)
             take = slot.pending[:room]
+            if slot.draft:
+                take = take + slot.draft
             start = len(slot.cached)
             for offset, token in enumerate(take):
                 batch.token[count] = token
@@ -222,13 +252,62 @@ class Batcher:
                 batch.seq_id[count][0] = slot.seq
                 batch.logits[count] = False
                 count += 1
-            slot.cached.extend(take)
-            slot.pending = slot.pending[len(take) :]
-            if not slot.pending:  # the whole input is in: this position's logits are needed
+            # Guesses are not cached tokens until verified (`_verify_or_fail` adds them).
+            slot.cached.extend(take[: len(take) - len(slot.draft)])
+            slot.pending = slot.pending[len(take) - len(slot.draft) :]
+            if slot.draft:  # logits at the real token and at every guess, to verify them
+                for index in range(count - len(take), count):
+                    batch.logits[index] = True
+                outputs.append((count - len(take), slot))
+            elif not slot.pending:  # the whole input is in: this position's logits are needed
                 batch.logits[count - 1] = True
                 outputs.append((count - 1, slot))
         batch.n_tokens = count
         return outputs
+
+    def _draft(self, slot: Slot, room: int) -> list[int]:
+        """Guesses for a generating slot (never while its prompt is still going in)."""
+        choice = slot.choice
+        if slot.drafter is None or choice is None or choice.generated == 0:
+            return []
+        room = min(
+            room,
+            choice.request.max_tokens - choice.generated - 1,
+            self.rt.context_length - len(slot.cached) - 2,
+        )
+        return slot.drafter.draft(room) if room > 0 else []
+
+    def _verify_or_fail(self, slot: Slot, first_index: int) -> None:
+        """Sample at the real token's position, then at each guess while the guesses hold.
+
+        The batch held [real token, guess 1 … guess k]: the logits at position i give the
+        token after it; guess i+1 stands when the token sampled there equals it. Only sampled
+        tokens are ever emitted, so every sampler (seeded, penalised, with a grammar) sees
+        exactly what one-token steps would have shown it.
+        """
+        draft, slot.draft = slot.draft, []
+        choice = slot.choice
+        accepted = 0
+        try:
+            for i in range(len(draft) + 1):
+                token = self._sample(slot, first_index + i)
+                if token is None or len(slot.pending) != 1 or i == len(draft) or token != draft[i]:
+                    break  # finished, thinking forced closed, no guess left, or a wrong guess
+                # The guess stands: its KV is in place, so it is cached, not fed again.
+                slot.cached.append(token)
+                slot.pending = []
+                accepted += 1
+        except Exception as error:
+            if choice is not None:
+                self.fail_request(choice.request, error)
+            return
+        # The KV holds the real token and every guess: drop the guesses that fell.
+        if accepted < len(draft):
+            self.rt.forget(slot.seq, len(slot.cached))
+        self.draft_tokens += len(draft)
+        self.draft_accepted += accepted
+        if slot.drafter is not None:
+            slot.drafter.feedback(len(draft), accepted)
 
     def _start_siblings(self, primary: Slot, batch_index: int) -> None:
         request = primary.choice.request if primary.choice else None
@@ -249,14 +328,16 @@ class Batcher:
         except Exception as error:
             self.fail_request(choice.request, error)
 
-    def _sample(self, slot: Slot, batch_index: int) -> None:
+    def _sample(self, slot: Slot, batch_index: int) -> int | None:
+        """Sample and emit a slot's next token; the token while generation goes on, or None
+        when this token ended it."""
         choice = slot.choice
         assert choice is not None and choice.sampler is not None
         request = choice.request
         token = self.rt.sample(choice.sampler, batch_index)
         if self.rt.is_end_of_generation(token):
             self._finish(slot, "stop")
-            return
+            return None
         choice.generated += 1
         self.generated_tokens += 1
         if choice.in_thinking:
@@ -271,14 +352,16 @@ class Batcher:
             self.send(Delta(request.id, text, 1, choice.index, logprobs))
         if choice.finish_reason is not None:
             self._finish(slot, choice.finish_reason)
-        elif (
-            choice.generated >= request.max_tokens or len(slot.cached) + 1 >= self.rt.context_length
-        ):
+            return None
+        if choice.generated >= request.max_tokens or len(slot.cached) + 1 >= self.rt.context_length:
             self._finish(slot, "length")
-        else:
-            slot.pending = [token]
-            if choice.over_reasoning_budget():
-                self._close_thinking(slot)
+            return None
+        slot.pending = [token]
+        if slot.drafter is not None:
+            slot.drafter.extend(slot.pending)
+        if choice.over_reasoning_budget():
+            self._close_thinking(slot)
+        return token
 
     def _close_thinking(self, slot: Slot) -> None:
         """Past the reasoning budget: feed `</think>` so the model moves on to its answer."""
@@ -288,6 +371,8 @@ class Batcher:
         for token in forced:
             self.rt.accept(choice.sampler, token)
         slot.pending.extend(forced)
+        if slot.drafter is not None:
+            slot.drafter.extend(forced)
         choice.in_thinking = False
         self.send(Delta(choice.request.id, FORCED_THINK_END, len(forced), choice.index))
 
@@ -300,7 +385,7 @@ class Batcher:
         if choice.sampler is not None:
             self.rt.free_sampler(choice.sampler)
         slot.choice = None
-        slot.pending = []
+        slot.pending, slot.draft, slot.drafter = [], [], None
         slot.waiting_for_copy = False
         slot.last_used = self.steps
         still_running = any(
@@ -349,6 +434,7 @@ class Batcher:
             self.rt.free_sampler(slot.choice.sampler)
         self.rt.forget(slot.seq)
         slot.cached, slot.pending, slot.choice = [], [], None
+        slot.draft, slot.drafter = [], None
         slot.waiting_for_copy = False
 
     def _fail_batch(self, result: int) -> None:
@@ -370,4 +456,5 @@ class Batcher:
                 self.rt.free_sampler(choice.sampler)
             self.rt.forget(slot.seq)
             slot.cached, slot.pending, slot.choice = [], [], None
+            slot.draft, slot.drafter = [], None
             slot.waiting_for_copy = False

@@ -1,6 +1,6 @@
 """llama.cpp through llama-cpp-python's low-level API: model, shared context, tokens, samplers.
 
-Owns the native handles of one worker: a model, one context whose unified KV cache holds every
+Owns the native handles of one worker: a model, one context whose KV cache holds one stream per
 sequence slot, per-sequence sampler chains, and (lazily) an embeddings context. The batching
 logic lives in `batcher.py`; this module only wraps the C calls it needs, so that the native
 surface is small and easy to review. May import engine.messages and the worker's errors only
@@ -42,8 +42,8 @@ def _silence_native_logs() -> None:
     @ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p)
     def log(level: int, text: bytes, _: ctypes.c_void_p) -> None:
         message = text.decode(errors="replace")
-        # With one KV pool for all slots llama.cpp sees a sequence that *could* grow to the
-        # whole pool and warns; the batcher caps every sequence at the per-slot context.
+        # llama.cpp warns when the per-sequence context is below the model's trained one; the
+        # batcher caps every sequence at the per-slot context on purpose.
         if level in (3, 4) and "n_ctx_seq" not in message:  # GGML_LOG_LEVEL_WARN, _ERROR
             sys.stderr.write(message)
 
@@ -87,16 +87,30 @@ class LlamaRuntime:
         self.slots = max(1, request.slots)  # the placement sized them from the fit planner
         self.batch_tokens = max(request.batch_tokens, self.slots)
         self.threads = request.threads
+        self.draft_tokens = request.draft_tokens
         params = L.llama_context_default_params()
         params.n_ctx = self.context_length * self.slots
         params.n_batch = self.batch_tokens
         params.n_ubatch = min(self.batch_tokens, 512)
         params.n_seq_max = self.slots
-        # One KV pool shared by all sequences: prefix reuse across slots is a metadata copy.
-        params.kv_unified = True
+        # One KV stream per slot, as llama-server has it: a step attends over its sequences'
+        # own cells only. In one unified pool every step attended over the highest cell any
+        # conversation held, cached finished ones included (up to slots × context cells), which
+        # cost most at one stream and in prefill. A prefix copy across slots is then a buffer
+        # copy of the source stream (see `copy_prefix`).
+        params.kv_unified = False
         params.n_threads = request.threads
         params.n_threads_batch = request.threads
         params.no_perf = True
+        if request.kv_cache_type not in _KV_TYPES:
+            raise LoadError(
+                f"engine.kv_cache_type {request.kv_cache_type!r} is not one of "
+                f"{', '.join(_KV_TYPES)}"
+            )
+        params.type_k = params.type_v = _KV_TYPES[request.kv_cache_type]
+        if request.kv_cache_type != "f16":
+            # llama.cpp stores a quantized V cache only with flash attention.
+            params.flash_attn_type = L.LLAMA_FLASH_ATTN_TYPE_ENABLED
         self.ctx = L.llama_init_from_model(self.model, params)
         if not self.ctx:
             L.llama_model_free(self.model)
@@ -147,7 +161,11 @@ class LlamaRuntime:
         L.llama_memory_seq_rm(self.memory, seq, start, -1)
 
     def copy_prefix(self, source: int, target: int, length: int) -> None:
-        L.llama_memory_seq_cp(self.memory, source, target, 0, length)
+        # Across streams llama.cpp copies only whole streams (it asserts on a partial range):
+        # copy all of the source's cells, then drop what lies past the shared prefix. The
+        # buffer copy itself runs at the start of the next decode.
+        L.llama_memory_seq_cp(self.memory, source, target, -1, -1)
+        L.llama_memory_seq_rm(self.memory, target, length, -1)
 
     # --- sampling -----------------------------------------------------------------------
 
@@ -343,6 +361,9 @@ class LlamaRuntime:
     def system_info(self) -> str:
         return L.llama_print_system_info().decode(errors="replace").strip()
 
+
+# ggml_type ids of the KV cache element types offered (engine.kv_cache_type).
+_KV_TYPES = {"f16": L.GGML_TYPE_F16, "q8_0": L.GGML_TYPE_Q8_0}
 
 # llama_token_data: {llama_token id; float logit; float p}, packed as llama.h declares it.
 _TOKEN_DATA = np.dtype([("id", np.int32), ("logit", np.float32), ("p", np.float32)])

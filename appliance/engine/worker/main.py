@@ -208,7 +208,20 @@ class Worker:
         return 0
 
 
+SPIN_ENVIRONMENT = {"GOMP_SPINCOUNT": "1000"}
+"""OpenMP settings for the compute threads, unless the administrator set them. llama.cpp's CPU
+backend syncs its threads with OpenMP barriers hundreds of times per token, and libgomp's
+default spins ~300,000 times before sleeping: when anything else wants the CPUs (the daemon
+streaming answers, another worker, other tenants of a VM) a spinning thread holds the core the
+thread it waits for needs. On a 2-vCPU VM at load 7, 8 streams went from 8 tok/s (default) to
+~100 tok/s with a 1,000-spin limit (benchmarks/RESULTS.md); a barrier that completes within the
+short spin, as on an idle machine, is unaffected."""
+
+
 def main() -> int:
+    # Before llama.cpp (and with it libgomp) is loaded: libgomp reads these once, at load.
+    for name, value in SPIN_ENVIRONMENT.items():
+        os.environ.setdefault(name, value)
     ipc_out = os.fdopen(os.dup(sys.stdout.fileno()), "wb", buffering=0)
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     inbox: queue.Queue[object] = queue.Queue()

@@ -120,6 +120,10 @@ class Slot:
     last_used: int = 0
     waiting_for_copy: bool = False
     """A sibling choice of an n>1 request: idle until the first choice's prompt is in the KV."""
+    drafter: Any = None
+    """The choice's prompt-lookup drafter (`speculation.NgramDrafter`), None without one."""
+    draft: list[int] = field(default_factory=list)
+    """Tokens guessed to follow `pending`, in this step's batch for verification."""
 
     @property
     def busy(self) -> bool:

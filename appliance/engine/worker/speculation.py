@@ -1,0 +1,63 @@
+"""Prompt-lookup drafting for speculative decoding: guess a sequence's next tokens from its past.
+
+When an answer repeats what its conversation already holds (editing or summarising a text,
+quoting code, filling a form), the tokens that followed the last few tokens the previous time
+are a good guess at what follows them now. `NgramDrafter` keeps, per sequence, an index from
+each n-gram of its tokens to where that n-gram last ended, and proposes the tokens that followed
+it. The batcher decodes the drafts with the real next token in one step and keeps a drafted
+token only when the token sampled from the model's own logits at that position equals it, so
+the output is exactly what decoding one token at a time would give, for any sampler.
+
+No model, no download: drafting costs a dictionary lookup per step, and a wrong guess costs the
+extra positions of one decode (cheap while decoding is memory-bound). The draft length adapts:
+it grows while guesses are accepted and shrinks when they are not. May import nothing from the
+appliance.
+"""
+
+from __future__ import annotations
+
+NGRAM = 3
+"""Tokens matched before drafting: shorter matches guess wrong too often to pay."""
+MIN_DRAFT = 2
+
+
+class NgramDrafter:
+    """The n-gram index and adaptive draft length of one sequence."""
+
+    def __init__(self, tokens: list[int], max_draft: int) -> None:
+        self.max_draft = max_draft
+        self.length = max_draft
+        self.history: list[int] = []
+        self._last_end: dict[tuple[int, ...], int] = {}
+        self._previous: int | None = None
+        self.extend(tokens)
+
+    def extend(self, tokens: list[int]) -> None:
+        """Append tokens of the sequence (prompt, sampled ones) in order."""
+        history, index = self.history, self._last_end
+        for token in tokens:
+            history.append(token)
+            if len(history) >= NGRAM:
+                key = tuple(history[-NGRAM:])
+                # Where this n-gram ended before (not now): the tokens after it are the guess.
+                self._previous = index.get(key)
+                index[key] = len(history)
+            else:
+                self._previous = None
+
+    def draft(self, room: int) -> list[int]:
+        """Up to min(room, current length) tokens guessed to follow the history; may be []."""
+        start = self._previous
+        limit = min(room, self.length)
+        if start is None or limit < 1:
+            return []
+        return self.history[start : start + limit]
+
+    def feedback(self, drafted: int, accepted: int) -> None:
+        """Adapt the draft length to how many of `drafted` tokens were accepted."""
+        if drafted == 0:
+            return
+        if accepted == drafted:
+            self.length = min(self.max_draft, self.length * 2)
+        elif accepted < drafted // 2:
+            self.length = max(MIN_DRAFT, accepted + 1, self.length // 2)

@@ -1,0 +1,106 @@
+"""Speculative decoding by prompt lookup: same tokens as without it, fewer decode steps.
+
+The drafter's index on its own, then two real workers on the real SmolLM2 model, one drafting
+and one not, asked the same things: the answers must match token for token (greedy, and seeded
+sampling), and the drafting one must have guessed and kept guesses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+
+from appliance.engine.client import WorkerProcess
+from appliance.engine.messages import Delta, Done, Submit
+from appliance.engine.worker.speculation import NgramDrafter
+from helpers.runtime import load_message
+
+TEXT = " ".join(
+    f"Item {i}: the meeting room on floor {i % 7 + 1} is booked by team {chr(65 + i % 26)} "
+    f"from {8 + i % 9}:00 until {9 + i % 9}:30 for the weekly review."
+    for i in range(8)
+)
+EDIT = (
+    "<|im_start|>user\nRepeat the following text exactly, word for word, but write 'floor 3' "
+    f"as 'floor three'. Output only the text.\n\n{TEXT}<|im_end|>\n<|im_start|>assistant\n"
+)
+STORY = (
+    "<|im_start|>user\nWrite a short story about a lighthouse keeper and a storm.<|im_end|>\n"
+    "<|im_start|>assistant\n"
+)
+
+# The workers are shared by the module, so are the async tests' event loop.
+in_module_loop = pytest.mark.asyncio(loop_scope="module")
+
+
+def test_the_drafter_guesses_what_followed_the_last_tokens_before() -> None:
+    drafter = NgramDrafter([5, 6, 7, 8, 9, 10, 1, 2, 5, 6], max_draft=3)
+    assert drafter.draft(room=8) == []  # (5, 6) is two tokens: no three-token match yet
+    drafter.extend([7])
+    assert drafter.draft(room=8) == [8, 9, 10]
+    assert drafter.draft(room=2) == [8, 9]
+
+
+def test_the_draft_length_shrinks_when_guesses_fail_and_grows_back() -> None:
+    drafter = NgramDrafter([1, 2, 3, 4, 5, 6, 7, 8, 9, 1, 2, 3], max_draft=8)
+    assert len(drafter.draft(room=8)) == 8
+    drafter.feedback(drafted=8, accepted=0)
+    assert len(drafter.draft(room=8)) == 4
+    drafter.feedback(drafted=4, accepted=4)
+    assert len(drafter.draft(room=8)) == 8
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def workers(embedded_model: Path) -> AsyncIterator[tuple[WorkerProcess, WorkerProcess]]:
+    drafting = WorkerProcess("smollm2-spec")
+    plain = WorkerProcess("smollm2-plain")
+    await drafting.start(load_message(str(embedded_model), 2048, 2, slots=2, draft_tokens=8), 60)
+    await plain.start(load_message(str(embedded_model), 2048, 2, slots=2, draft_tokens=0), 60)
+    yield drafting, plain
+    await drafting.stop()
+    await plain.stop()
+
+
+async def answer(worker: WorkerProcess, submit: Submit) -> tuple[str, Done]:
+    text = ""
+    done = None
+    async for message in worker.generate(submit):
+        if isinstance(message, Delta):
+            text += message.text
+        elif isinstance(message, Done):
+            done = message
+    assert done is not None
+    return text, done
+
+
+@in_module_loop
+async def test_an_edit_gives_the_same_tokens_in_fewer_steps_with_guesses_accepted(
+    workers: tuple[WorkerProcess, WorkerProcess],
+) -> None:
+    drafting, plain = workers
+    before = await drafting.stats()
+    fast, fast_done = await answer(drafting, Submit("e1", EDIT, max_tokens=160, temperature=0))
+    after = await drafting.stats()
+    slow, slow_done = await answer(plain, Submit("e2", EDIT, max_tokens=160, temperature=0))
+    assert fast == slow
+    assert fast_done.completion_tokens == slow_done.completion_tokens
+    accepted = after.draft_accepted - before.draft_accepted
+    assert accepted > fast_done.completion_tokens // 3, (accepted, after)
+    steps = after.decode_steps - before.decode_steps
+    assert steps < fast_done.completion_tokens * 0.75, (steps, fast_done.completion_tokens)
+    assert (await plain.stats()).draft_tokens == 0
+
+
+@in_module_loop
+@pytest.mark.parametrize("prompt", [EDIT, STORY], ids=["edit", "story"])
+async def test_seeded_sampling_gives_the_same_text_with_and_without_guesses(
+    workers: tuple[WorkerProcess, WorkerProcess], prompt: str
+) -> None:
+    drafting, plain = workers
+    request = dict(max_tokens=96, temperature=0.7, seed=11, repeat_penalty=1.1)
+    fast, _ = await answer(drafting, Submit("s1", prompt, **request))
+    slow, _ = await answer(plain, Submit("s2", prompt, **request))
+    assert fast == slow
