@@ -79,3 +79,16 @@ def test_cuda_package_stops_before_building_when_cublas_is_missing(tmp_path: Pat
     assert result.returncode != 0
     assert "cuBLAS" in result.stderr
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+
+
+def test_the_wheel_lists_every_package_of_the_checkout() -> None:
+    # setuptools installs only the packages named in pyproject: one left out is missing from
+    # the .deb/.rpm (the daemon or the console then dies on an import) while the checkout,
+    # where the tests import from, works.
+    settings = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    found = set()
+    for package, folder in settings["package-dir"].items():
+        for init in (ROOT / folder).rglob("__init__.py"):
+            parts = init.parent.relative_to(ROOT / folder).parts
+            found.add(".".join((package, *parts)))
+    assert sorted(found - set(settings["packages"])) == []
