@@ -6,21 +6,20 @@ layered over the file when the configuration is read (the environment still wins
 Only the settings in `EDITABLE` can be changed this way: paths, for one, cannot, since the
 state folder is where this file lives.
 
-Imports only `appliance.errors` and the TOML libraries; `appliance.config` does the validation.
+Imports only `appliance.errors`, `appliance.atomic_file` and the TOML libraries;
+`appliance.config` does the validation.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import tempfile
 import tomllib
 from pathlib import Path
 from typing import Any
 
 import tomli_w
 
-from appliance.errors import ConfigError, StorageError
+from appliance.atomic_file import write_atomically
+from appliance.errors import ConfigError
 
 OVERRIDES_FILE = "settings.toml"
 
@@ -100,19 +99,5 @@ def write_overrides(state_dir: Path, flat: dict[str, Any]) -> Path:
         "# the config file. Delete a line (or the file) to go back to the file's value.\n"
         + tomli_w.dumps(as_nested({k: v for k, v in flat.items() if v is not None}))
     )
-    try:
-        state_dir.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=state_dir, prefix=".settings-", suffix=".toml")
-        try:
-            with os.fdopen(handle, "w") as out:
-                out.write(text)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(temporary, path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(temporary)
-            raise
-    except OSError as exc:
-        raise StorageError(f"cannot save the settings to {path}: {exc.strerror}") from None
+    write_atomically(path, text, what="save the settings to")
     return path

@@ -8,10 +8,7 @@ atomically; it is state, so it survives upgrades and goes with a purge.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import os
-import tempfile
 import time
 from pathlib import Path
 
@@ -20,7 +17,7 @@ from fastapi import APIRouter
 from appliance import __version__
 from appliance.api.admin.protocol import SetupDone
 from appliance.api.deps import ServicesDep
-from appliance.errors import StorageError
+from appliance.atomic_file import write_atomically
 
 router = APIRouter()
 
@@ -36,20 +33,7 @@ def is_set_up(state_dir: Path) -> bool:
 
 
 def _write(path: Path, record: dict[str, object]) -> None:
-    try:
-        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".setup-")
-        try:
-            with os.fdopen(handle, "w") as out:
-                json.dump(record, out, indent=2)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(temporary, path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(temporary)
-            raise
-    except OSError as exc:
-        raise StorageError(f"cannot record the setup in {path}: {exc.strerror}") from None
+    write_atomically(path, json.dumps(record, indent=2), what="record the setup in")
 
 
 @router.post("/setup", operation_id="admin_setup_done")
