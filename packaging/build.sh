@@ -101,6 +101,8 @@ render_debian() {  # the debian/ folder for $package into $1
  (every CPU variant, self-tested at first start)."
   else
     cp "$here/debian/runtime.lintian-overrides" "$dir/$package.lintian-overrides"
+    cp "$here/debian/runtime.postinst" "$dir/$package.postinst"
+    cp "$here/debian/runtime.postrm" "$dir/$package.postrm"
     # shellcheck disable=SC2016  # debhelper substitution variables, not shell
     depends='ai-appliance (= ${binary:Version}), ${shlibs:Depends}, ${misc:Depends}'
     description="llama.cpp $runtime runtime for the AI appliance
@@ -153,12 +155,12 @@ fi
 # Accelerator toolchains first: a missing one must stop the build before any work is done.
 case "$runtime" in
   cuda)
-    need nvcc "nvidia-cuda-toolkit (or NVIDIA's cuda-toolkit)"
-    cuda_lib="$(dirname "$(readlink -f "$(command -v nvcc)")")/../lib64"
-    ls "$cuda_lib"/libcublas.so* /usr/local/cuda/lib64/libcublas.so* >/dev/null 2>&1 \
-      || ldconfig -p | grep -q 'libcublas\.so' \
-      || die "the CUDA runtime needs cuBLAS, which is not installed beside nvcc ($cuda_lib);" \
-             "install the CUDA toolkit's libraries (cuda-libraries-dev), then rerun" ;;
+    # cuBLAS comes from the toolkit or, where it lacks it, NVIDIA's wheel of the same release
+    # (build-llama-runtime.sh says which).
+    command -v nvcc >/dev/null || export PATH="${CUDA_HOME:-/usr/local/cuda}/bin:$PATH"
+    command -v nvcc >/dev/null \
+      || die "'nvcc' is missing; install NVIDIA's CUDA toolkit (cuda-toolkit, or nvidia-cuda-toolkit)"
+    cuda_version="$(nvcc --version | sed -n 's/.*release \([0-9]*\.[0-9]*\).*/\1/p')" ;;
   cann)
     [ -n "${ASCEND_TOOLKIT_HOME:-}" ] \
       || die "the CANN runtime needs the CANN toolkit: source /usr/local/Ascend/ascend-toolkit/set_env.sh (or cann/set_env.sh) first" ;;
@@ -181,6 +183,13 @@ if ! pipx download --quiet --no-index --find-links "$wheelhouse" -d "$work/probe
   pipx download --quiet -d "$wheelhouse" -r "$here/requirements.lock" "setuptools>=69" wheel
 fi
 pipx install --quiet --no-index --find-links "$wheelhouse" --no-deps -r "$here/requirements.lock"
+if [ "$runtime" = cuda ] && ! pipx download --quiet --no-index --find-links "$wheelhouse" \
+       --no-deps -d "$work/probe" "nvidia-cublas==$cuda_version.*" >/dev/null 2>&1; then
+  # NVIDIA's cuBLAS wheel, for toolkits without cuBLAS (build-llama-runtime.sh uses it only then).
+  echo "   adding nvidia-cublas $cuda_version to the wheelhouse (needs the package index once)"
+  pipx download --quiet --no-deps -d "$wheelhouse" "nvidia-cublas==$cuda_version.*" \
+    || echo "   (not downloadable: the toolkit must carry cuBLAS itself)"
+fi
 
 stage "llama.cpp $LLAMA_VERSION: bindings and the $runtime runtime (packaging/runtime/install-llama.sh)"
 # Offline: the bindings' dependencies are in the lock, installed above.
@@ -219,6 +228,8 @@ find "$venv" -name '__pycache__' -type d -prune -exec rm -rf {} +
 # command address/offset not page-aligned").
 find "$venv/lib/ai-appliance/llama-runtime" -type f -name '*.so*' -print0 \
   | while IFS= read -r -d '' lib; do
+      # NVIDIA's libraries (bundled by the CUDA build) ship as NVIDIA built them.
+      case "$(basename "$lib")" in libcudart.*|libcublas*) continue ;; esac
       if file -b "$lib" | grep -q 'not stripped'; then strip --strip-unneeded "$lib"; fi
     done
 # Library files need no execute bit: wheels set it on some modules without a #! line.
@@ -264,6 +275,10 @@ else
   if [ "$runtime" = cann ]; then
     install -D -m 0644 "$root/systemd/ai-appliance.service.d/10-ascend.conf" \
       "$tree/usr/lib/systemd/system/ai-appliance.service.d/10-ascend.conf"
+  fi
+  if [ "$runtime" = cuda ]; then
+    install -D -m 0644 "$root/systemd/ai-appliance.service.d/10-cuda.conf" \
+      "$tree/usr/lib/systemd/system/ai-appliance.service.d/10-cuda.conf"
   fi
   install -d "$tree/usr/share/doc/$package"
 fi

@@ -56,6 +56,21 @@ def needed_runtime(devices: list[Accelerator], report: RuntimeReport) -> str | N
     return None
 
 
+def idle_runtime(devices: list[Accelerator], report: RuntimeReport) -> str | None:
+    """Why an installed accelerator build runs everything on the CPU: none of its devices."""
+    for kind, (build, _backend, what) in _RUNTIME_FOR.items():
+        if report.llama_cpp_runtime == build and not any(
+            d.kind == kind and d.usable for d in devices
+        ):
+            return (
+                f"the {build} build of llama.cpp is installed (ai-appliance-runtime-{build}), but "
+                f"this box has no usable {what}: models run on the CPU. If the box has one, "
+                "its driver is missing or not loaded (appliance devices says why); otherwise "
+                f"remove ai-appliance-runtime-{build}"
+            )
+    return None
+
+
 RESCAN_S = 30.0  # where udev is silent; PCI accelerators rarely come and go, so this is plenty
 
 
@@ -161,7 +176,11 @@ class DeviceManager:
     def _with_needed_runtime(self, report: RuntimeReport) -> RuntimeReport:
         """A copy of the cached report, told which runtime this box's accelerators need now."""
         report = report.model_copy()
-        report.needed_runtime = needed_runtime(self.devices(), report)
+        devices = self.devices()
+        report.needed_runtime = needed_runtime(devices, report)
+        idle = idle_runtime(devices, report)
+        if idle:
+            report.notes = [*report.notes, idle]
         return report
 
     # Telemetry ---------------------------------------------------------------------------------

@@ -7,6 +7,10 @@
 #
 # usage: build-llama-runtime.sh --version V --dest DIR [--runtime cpu|cuda|cann]
 #                               [--cache DIR] [--jobs N] [--configure-only] [--rpc]
+#                               [--check-cache]
+#
+# --check-cache only says whether this build is cached (exit 0, its folder on stdout) or not
+# (exit 1): `make test-packages` builds the CUDA package only when that takes minutes, not an hour.
 #
 # --rpc adds llama.cpp's RPC backend (GGML_RPC: libggml-rpc.so, for `rpc.peers`) and its
 # server (`ggml-rpc-server`, run by `appliance rpc-server`). Not built or tested by the
@@ -17,7 +21,7 @@
 # when its build-info.json exists: an interrupted build is never reused.
 set -euo pipefail
 
-version="" dest="" runtime="cpu" jobs="$(nproc)" configure_only="" rpc=""
+version="" dest="" runtime="cpu" jobs="$(nproc)" configure_only="" rpc="" check_cache=""
 cache="${AI_APPLIANCE_BUILD_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/ai-appliance/llama-runtime}"
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -28,12 +32,13 @@ while [ $# -gt 0 ]; do
     --jobs) jobs="$2"; shift 2 ;;
     --configure-only) configure_only=1; shift ;;
     --rpc) rpc=1; shift ;;
-    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    --check-cache) check_cache=1; shift ;;
+    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
     *) echo "build-llama-runtime: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
 [ -n "$version" ] || { echo "build-llama-runtime: --version is required" >&2; exit 2; }
-[ -n "$dest" ] || [ -n "$configure_only" ] || {
+[ -n "$dest" ] || [ -n "$configure_only" ] || [ -n "$check_cache" ] || {
   echo "build-llama-runtime: --dest is required" >&2; exit 2; }
 
 arch="$(uname -m)"
@@ -57,18 +62,25 @@ case "$runtime" in
     # armv9.2): one package runs on any CPU of its architecture.
     flags=("${common_flags[@]}" -DGGML_CPU_ALL_VARIANTS=ON) ;;
   cuda)
-    command -v nvcc >/dev/null || [ -x /usr/local/cuda/bin/nvcc ] || {
+    command -v nvcc >/dev/null || export PATH="${CUDA_HOME:-/usr/local/cuda}/bin:$PATH"
+    command -v nvcc >/dev/null || {
       echo "build-llama-runtime: the CUDA build needs the CUDA toolkit (nvcc); install it first" >&2
       exit 2; }
-    command -v nvcc >/dev/null || export PATH="/usr/local/cuda/bin:$PATH"
-    cuda_lib="$(dirname "$(readlink -f "$(command -v nvcc)")")/../lib64"
-    ls "$cuda_lib"/libcublas.so* /usr/local/cuda/lib64/libcublas.so* >/dev/null 2>&1 || ldconfig -p | grep -q 'libcublas\.so' || {
-      echo "build-llama-runtime: the CUDA build needs cuBLAS, which is not installed beside nvcc" \
-        "($cuda_lib); install the CUDA toolkit's libraries (cuda-libraries-dev)" >&2
-      exit 2; }
-    # Ampere, Ada, Hopper as SASS, plus PTX of the newest for later GPUs to JIT.
+    # nvcc names its real folder itself (a wrapper script or a symlink may stand in front of it).
+    cuda_home="$(nvcc --dryrun -c /dev/null -x cu -o /dev/null 2>&1 | sed -n 's/^#\$ _HERE_=//p' | head -1)/.."
+    cuda_home="$(cd "$cuda_home" && pwd)"
+    cuda_version="$(nvcc --version | sed -n 's/.*release \([0-9]*\.[0-9]*\).*/\1/p')"
+    # PTX for compute 8.0 by default: one compile (2 cores cannot afford five), JIT-compiled by
+    # the driver on first use on every Ampere-or-newer GPU (A100/A10/L4/L20/L40S/H20/H100/H200,
+    # RTX 30/40/50) and cached (the runtime package points CUDA_CACHE_PATH at the state disk).
+    # A build box with cores can add SASS: CUDA_ARCHITECTURES="80-real;86-real;89-real;90-real;90-virtual".
     flags=("${common_flags[@]}" -DGGML_CPU_ALL_VARIANTS=ON -DGGML_CUDA=ON
-           "-DCMAKE_CUDA_ARCHITECTURES=${CUDA_ARCHITECTURES:-80-real;86-real;89-real;90-real;90-virtual}") ;;
+           "-DCMAKE_CUDA_ARCHITECTURES=${CUDA_ARCHITECTURES:-80-virtual}")
+    # ggml's VMM memory pool links the driver library; without the toolkit's link stub
+    # (pip-assembled toolkits have none) the legacy pool is used instead.
+    if [ ! -e "$cuda_home/lib64/stubs/libcuda.so" ] && [ ! -e "$cuda_home/lib/stubs/libcuda.so" ]; then
+      flags+=(-DGGML_CUDA_NO_VMM=ON)
+    fi ;;
   cann)
     # Needs the CANN toolkit's environment (source .../ascend-toolkit/set_env.sh) first.
     [ -n "${ASCEND_TOOLKIT_HOME:-}" ] || {
@@ -85,22 +97,74 @@ if [ -n "$rpc" ]; then
   flags+=(-DGGML_RPC=ON -DLLAMA_BUILD_TOOLS=ON)
 fi
 
-flags_hash="$(printf '%s\n' "${flags[@]}" | sha256sum | cut -c1-12)"
+# The toolkit's version is part of the key: a CUDA 12 build is not a CUDA 13 build.
+key_parts=("${flags[@]}")
+[ -z "${cuda_version:-}" ] || key_parts+=("cuda $cuda_version")
+flags_hash="$(printf '%s\n' "${key_parts[@]}" | sha256sum | cut -c1-12)"
 key="llama-cpp-python-${version}-${runtime}-${arch}-${flags_hash}"
 entry="$cache/$key"
 
 stage() { echo ">> [runtime $runtime] $*"; }
 
+if [ -n "$check_cache" ]; then
+  [ -f "$entry/build-info.json" ] || exit 1
+  echo "$entry"; exit 0
+fi
+
+# A CUDA toolkit that lacks cuBLAS (NVIDIA's pip-assembled toolkits ship nvcc and cudart only)
+# is completed with NVIDIA's own cuBLAS wheel of the same CUDA release, in a merged folder
+# under the build's temporary directory; the system toolkit is never modified. Prints the
+# toolkit root to build with. pip's cache (or PIP_FIND_LINKS) makes this work offline.
+prepare_cuda_toolkit() {
+  local home="$1" version="$2" work="$3" root="$3/cuda-root" wheel
+  if ls "$home"/lib64/libcublas.so* "$home"/lib/libcublas.so* >/dev/null 2>&1; then
+    echo "$home"; return
+  fi
+  stage "cuBLAS is not beside nvcc ($home): using NVIDIA's nvidia-cublas $version wheel" >&2
+  python3 -m pip download --quiet --no-deps -d "$work/cublas-wheel" \
+    "nvidia-cublas==${version}.*" >&2 || {
+      echo "build-llama-runtime: cuBLAS for CUDA $version is neither installed nor downloadable" \
+        "(pip download nvidia-cublas==${version}.*); install the toolkit's libraries" \
+        "(cuda-libraries-dev) or put the wheel in PIP_FIND_LINKS" >&2
+      exit 2; }
+  wheel="$(ls "$work"/cublas-wheel/nvidia_cublas-*.whl)"
+  python3 -m zipfile -e "$wheel" "$work/cublas"
+  # Symlinks to every toolkit file; nvcc itself is copied, because it finds its headers and
+  # cicc relative to where it really lives.
+  mkdir -p "$root"
+  cp -as "$home/." "$root/"
+  rm -rf "$root/bin"; cp -a "$home/bin" "$root/bin"
+  for dir in lib64 targets/"$(uname -m)"-linux/include targets/"$(uname -m)"-linux/lib; do
+    [ -L "$root/$dir" ] || continue
+    case "$dir" in lib64) ln -sfn lib "$root/$dir" ;;
+                   */include) ln -sfn ../../include "$root/$dir" ;;
+                   */lib) ln -sfn ../../lib "$root/$dir" ;; esac
+  done
+  local f base
+  for f in "$work"/cublas/nvidia/cu*/include/*; do ln -sf "$f" "$root/include/"; done
+  for f in "$work"/cublas/nvidia/cu*/lib/*.so.*; do
+    base="$(basename "$f")"
+    ln -sf "$f" "$root/lib/$base"; ln -sf "$base" "$root/lib/${base%%.so.*}.so"
+  done
+  echo "$root"
+}
+
 if [ -n "$configure_only" ] || [ ! -f "$entry/build-info.json" ]; then
   work="$(mktemp -d "${TMPDIR:-/tmp}/llama-runtime.XXXXXX")"
   trap 'rm -rf "$work"' EXIT
+  # The toolkit first: a missing cuBLAS must stop the build before anything is downloaded.
+  toolkit_flags=()
+  if [ "$runtime" = cuda ]; then
+    cuda_root="$(prepare_cuda_toolkit "$cuda_home" "$cuda_version" "$work")"
+    toolkit_flags=("-DCMAKE_CUDA_COMPILER=$cuda_root/bin/nvcc" "-DCUDAToolkit_ROOT=$cuda_root")
+  fi
   stage "fetching the llama-cpp-python $version source (its vendored llama.cpp)"
   python3 -m pip download --quiet --no-deps --no-binary :all: "llama-cpp-python==$version" \
     -d "$work"
   tar -xzf "$work"/llama_cpp_python-*.tar.gz -C "$work"
   src="$(echo "$work"/llama_cpp_python-*/vendor/llama.cpp)"
   stage "configuring (${#flags[@]} flags, key $key)"
-  cmake -S "$src" -B "$work/build" "${flags[@]}" >"$work/configure.log" 2>&1 || {
+  cmake -S "$src" -B "$work/build" "${flags[@]}" "${toolkit_flags[@]}" >"$work/configure.log" 2>&1 || {
     tail -40 "$work/configure.log" >&2; exit 1; }
   if [ -n "$configure_only" ]; then
     cmake --build "$work/build" --target help | sed -n 's/^\.\.\. \(ggml-[a-z0-9_.-]*\)$/\1/p' \
@@ -124,6 +188,17 @@ if [ -n "$configure_only" ] || [ ! -f "$entry/build-info.json" ]; then
   # BACKEND_DL puts every library in bin/; keep the real files and their soname links.
   cp -a "$work/build/bin/"lib*.so* "$partial/"
   [ -z "$rpc" ] || cp -a "$work/build/bin/ggml-rpc-server" "$partial/"
+  if [ "$runtime" = cuda ]; then
+    # The CUDA runtime and cuBLAS travel with the build (NVIDIA allows redistributing them
+    # with an application): an offline box needs nothing from NVIDIA but its driver.
+    # libggml-cuda finds them next to itself ($ORIGIN).
+    for lib in libcudart libcublas libcublasLt; do
+      soname="$(ls "$cuda_root"/lib64/"$lib".so.[0-9]* "$cuda_root"/lib/"$lib".so.[0-9]* \
+                  2>/dev/null | head -1)"
+      [ -n "$soname" ] || { echo "build-llama-runtime: $lib is missing from $cuda_root" >&2; exit 1; }
+      cp "$(readlink -f "$soname")" "$partial/$(basename "$soname")"
+    done
+  fi
   source_sha="$(sha256sum "$work"/llama_cpp_python-*.tar.gz | cut -d' ' -f1)"
   printf '{\n  "llama_cpp_python": "%s",\n  "runtime": "%s",\n  "arch": "%s",\n  "source_sha256": "%s",\n  "flags": [%s],\n  "built": "%s"\n}\n' \
     "$version" "$runtime" "$arch" "$source_sha" \

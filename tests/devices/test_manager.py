@@ -189,3 +189,20 @@ def test_a_gpu_box_with_the_cpu_runtime_is_told_which_runtime_it_needs() -> None
     with_cuda = DeviceManager([driver], runtime_probe=lambda: cuda_build)
     with_cuda.refresh()
     assert with_cuda.runtimes().needed_runtime is None
+
+
+def test_a_cuda_build_on_a_box_without_a_usable_gpu_says_models_run_on_the_cpu() -> None:
+    driver = ScriptedDriver()
+    cuda_build = RuntimeReport(llama_cpp_runtime="cuda", llama_cpp_backends=["CPU", "CUDA"])
+    manager = DeviceManager([driver], runtime_probe=lambda: cuda_build)
+    manager.refresh()
+
+    notes = manager.runtimes().notes
+
+    assert any(
+        "cuda build of llama.cpp is installed" in note and "models run on the CPU" in note
+        for note in notes
+    ), notes
+    driver.found = [gpu(0, "0000:06:00.0")]
+    manager.refresh()
+    assert not any("models run on the CPU" in note for note in manager.runtimes().notes)

@@ -65,20 +65,46 @@ def test_every_recipe_renders_and_lints_cleanly(runtime: str) -> None:
     assert "renders and lints cleanly" in result.stdout
 
 
-def test_cuda_package_stops_before_building_when_cublas_is_missing(tmp_path: Path) -> None:
-    # This machine has nvcc but not cuBLAS: the recipe must say so at once, not after a venv.
-    fake = tmp_path / "bin"
-    fake.mkdir()
-    (fake / "nvcc").write_text("#!/bin/sh\necho 'Cuda compilation tools, release 12.4'\n")
-    (fake / "nvcc").chmod(0o755)
+def test_cuda_build_without_cublas_anywhere_stops_before_downloading_or_compiling(
+    tmp_path: Path,
+) -> None:
+    # A toolkit with nvcc but no cuBLAS, and no package index to fetch NVIDIA's wheel from (an
+    # offline build box without the wheel in PIP_FIND_LINKS): the build must say what is
+    # missing and how to get it, at once.
+    toolkit = tmp_path / "cuda"
+    (toolkit / "bin").mkdir(parents=True)
+    (toolkit / "lib").mkdir()
+    nvcc = toolkit / "bin" / "nvcc"
+    nvcc.write_text(
+        "#!/bin/sh\n"
+        f"case \"$*\" in *--dryrun*) echo '#$ _HERE_={toolkit}/bin' >&2 ;;\n"
+        "  *) echo 'Cuda compilation tools, release 13.0, V13.0.88' ;; esac\n"
+    )
+    nvcc.chmod(0o755)
+    empty = tmp_path / "wheels"
+    empty.mkdir()
+    result = subprocess.run(
+        [str(ROOT / "packaging/runtime/build-llama-runtime.sh"), "--runtime", "cuda",
+         "--version", "0.3.36", "--dest", str(tmp_path / "out"), "--cache", str(tmp_path / "c")],
+        capture_output=True, text=True, timeout=120,
+        env={**os.environ, "PATH": f"{toolkit / 'bin'}:/usr/bin:/bin", "PIP_NO_INDEX": "1",
+             "PIP_FIND_LINKS": str(empty)},
+    )  # fmt: skip
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "cuBLAS for CUDA 13.0 is neither installed nor downloadable" in result.stderr
+    assert "nvidia-cublas==13.0.*" in result.stderr
+    assert "fetching the llama-cpp-python" not in result.stdout
+    assert not (tmp_path / "out").exists()
+
+
+def test_cuda_package_without_nvcc_names_the_toolkit_to_install(tmp_path: Path) -> None:
     result = subprocess.run(
         [str(BUILD), "--runtime", "cuda", "--out", str(tmp_path / "out")],
         capture_output=True, text=True, timeout=120,
-        env={**os.environ, "PATH": f"{fake}:/usr/bin:/bin"},
+        env={**os.environ, "PATH": "/usr/bin:/bin", "CUDA_HOME": str(tmp_path / "no-cuda")},
     )  # fmt: skip
     assert result.returncode != 0
-    assert "cuBLAS" in result.stderr
-    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+    assert "'nvcc' is missing; install NVIDIA's CUDA toolkit" in result.stderr
 
 
 def test_the_wheel_lists_every_package_of_the_checkout() -> None:
