@@ -15,7 +15,7 @@ import pytest_asyncio
 
 from appliance.engine.client import WorkerProcess
 from appliance.engine.messages import Delta, Done, Submit
-from appliance.engine.worker.speculation import NgramDrafter
+from appliance.engine.worker.speculation import PROBE_EVERY, DraftPolicy, NgramDrafter
 from helpers.runtime import load_message
 
 TEXT = " ".join(
@@ -51,6 +51,46 @@ def test_the_draft_length_shrinks_when_guesses_fail_and_grows_back() -> None:
     assert len(drafter.draft(room=8)) == 4
     drafter.feedback(drafted=4, accepted=4)
     assert len(drafter.draft(room=8)) == 8
+
+
+def policy_after(step_ms: dict[int, float], accepted: int, drafted: int) -> DraftPolicy:
+    """A policy that has seen decode steps of these sizes take these times, and guesses held."""
+    policy = DraftPolicy()
+    for _ in range(20):
+        for positions, ms in step_ms.items():
+            policy.record_step(positions, ms / 1000)
+        policy.record_verify(drafted, accepted)
+        policy.record_drafted(8)
+    return policy
+
+
+# Step times (ms) by positions, the shapes measured on the 2-core VM with SmolLM2: one stream
+# is memory-bound (guesses nearly free), sixteen are compute-bound (each position costs).
+ONE_STREAM = {1: 30.0, 9: 34.0}
+SIXTEEN_STREAMS = {16: 100.0, 24: 140.0}
+
+
+def test_guesses_ride_along_while_a_step_costs_little_more_with_them() -> None:
+    policy = policy_after({**ONE_STREAM, **SIXTEEN_STREAMS}, accepted=3, drafted=10)
+    assert policy.worth_drafting(1, room=23)
+
+
+def test_no_guesses_with_many_streams_on_a_compute_bound_step_unless_nearly_all_hold() -> None:
+    policy = policy_after({**ONE_STREAM, **SIXTEEN_STREAMS}, accepted=6, drafted=10)
+    assert not policy.worth_drafting(16, room=8)
+    sure = policy_after({**ONE_STREAM, **SIXTEEN_STREAMS}, accepted=10, drafted=10)
+    assert sure.worth_drafting(16, room=8)
+
+
+def test_a_policy_that_stopped_drafting_still_tries_now_and_then_to_see_if_it_pays_again() -> None:
+    policy = policy_after(SIXTEEN_STREAMS, accepted=1, drafted=10)
+    decisions = [policy.worth_drafting(16, room=8) for _ in range(3 * PROBE_EVERY)]
+    assert decisions.count(True) == 3
+
+
+def test_a_step_size_not_seen_yet_is_drafted_to_learn_what_guesses_cost() -> None:
+    policy = policy_after(SIXTEEN_STREAMS, accepted=1, drafted=10)
+    assert policy.worth_drafting(4, room=20)
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")

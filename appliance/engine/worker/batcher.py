@@ -17,6 +17,7 @@ May import engine.messages and the worker's own modules.
 from __future__ import annotations
 
 import sys
+import time
 import traceback
 from collections import deque
 from collections.abc import Callable
@@ -32,7 +33,7 @@ from appliance.engine.messages import (
 )
 from appliance.engine.worker.errors import RequestRejected
 from appliance.engine.worker.slots import Choice, Slot, common_prefix
-from appliance.engine.worker.speculation import NgramDrafter
+from appliance.engine.worker.speculation import DraftPolicy, NgramDrafter
 
 if TYPE_CHECKING:
     # Either runtime drives the batcher: llama.cpp's, or onnxruntime's (`onnxrt.OnnxRuntime`,
@@ -62,6 +63,8 @@ class Batcher:
         self.draft_tokens = 0
         self.draft_accepted = 0
         self.max_draft = max(0, getattr(runtime, "draft_tokens", 0))
+        self.draft_policy = DraftPolicy()
+        self._decode_only = False  # whether the step being filled has no prompt positions
 
     # --- requests in and out -------------------------------------------------------------
 
@@ -209,7 +212,10 @@ class Batcher:
         if self.batch.n_tokens == 0:
             self._fail_stalled()
             return
+        started = time.perf_counter()
         result = self.rt.decode(self.batch)
+        if self._decode_only and result == 0:
+            self.draft_policy.record_step(self.batch.n_tokens, time.perf_counter() - started)
         self.steps += 1
         if result != 0:
             self._fail_batch(result)
@@ -233,7 +239,13 @@ class Batcher:
         active = [s for s in self.slots if s.busy and s.pending]
         active.sort(key=lambda s: len(s.pending) > 1)
         generating = sum(len(s.pending) == 1 for s in active)
+        self._decode_only = generating == len(active)
         spare = min(budget, SPEC_STEP_TOKENS) - generating  # positions guesses may take
+        if spare > 0 and self.max_draft:
+            real = min(budget, sum(len(s.pending) for s in active))
+            if not self.draft_policy.worth_drafting(real, spare):
+                spare = 0
+        offered = spare
         for slot in active:
             room = budget - count
             if room <= 0:
@@ -263,6 +275,8 @@ class Batcher:
                 batch.logits[count - 1] = True
                 outputs.append((count - 1, slot))
         batch.n_tokens = count
+        if offered > 0:
+            self.draft_policy.record_drafted(offered - spare)
         return outputs
 
     def _draft(self, slot: Slot, room: int) -> list[int]:
@@ -306,6 +320,7 @@ class Batcher:
             self.rt.forget(slot.seq, len(slot.cached))
         self.draft_tokens += len(draft)
         self.draft_accepted += accepted
+        self.draft_policy.record_verify(len(draft), accepted)
         if slot.drafter is not None:
             slot.drafter.feedback(len(draft), accepted)
 
