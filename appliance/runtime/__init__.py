@@ -15,12 +15,17 @@ users such as the tests and benchmarks (`activate_in_process`).
 
 from __future__ import annotations
 
-from appliance.config import Config
+from typing import TYPE_CHECKING
+
 from appliance.errors import EngineError
-from appliance.records import CpuRuntimeChoice
 from appliance.runtime.builds import DEFAULT_ROOT, RuntimeBuild, find_builds
 from appliance.runtime.loader import activate
-from appliance.runtime.probe import choose_cpu_variant
+
+if TYPE_CHECKING:
+    # Not at run time: an engine worker imports `runtime.loader`, which runs this file first,
+    # and config (pydantic) and the self-test (numpy) would add ~35 MiB to every worker.
+    from appliance.config import Config
+    from appliance.records import CpuRuntimeChoice
 
 __all__ = ["RuntimeMissing", "activate_in_process", "cpu_choice", "installed_build"]
 
@@ -41,6 +46,8 @@ def installed_build(config: Config) -> RuntimeBuild | None:
 
 def cpu_choice(config: Config, build: RuntimeBuild) -> CpuRuntimeChoice:
     """The self-tested CPU variant of `build` (cached; the first call on a machine tests)."""
+    from appliance.runtime.probe import choose_cpu_variant
+
     return choose_cpu_variant(
         build,
         config.cache_dir,

@@ -213,3 +213,20 @@ async def test_an_empty_prompt_is_refused_instead_of_stalling_the_loop(worker) -
         await asyncio.wait_for(first, 60)  # a stalled request would never answer
 
     await still_serves(worker, pid)
+
+
+def test_a_worker_starts_without_the_daemons_config_and_validation_libraries() -> None:
+    # Every loaded model is a worker process: what its imports cost, each box pays per model.
+    # The daemon's config and records (pydantic) and the self-test (numpy) once came along
+    # through appliance.runtime's package import and cost each worker ~35 MiB.
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, appliance.engine.worker.main\n"
+        "print(sorted(m for m in ('numpy', 'pydantic', 'pydantic_settings', 'appliance.config',"
+        " 'appliance.records') if m in sys.modules))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True)  # fmt: skip
+    assert result.stdout.strip() == "[]"
