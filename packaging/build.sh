@@ -279,6 +279,17 @@ else
   if [ "$runtime" = cuda ]; then
     install -D -m 0644 "$root/systemd/ai-appliance.service.d/10-cuda.conf" \
       "$tree/usr/lib/systemd/system/ai-appliance.service.d/10-cuda.conf"
+    # NVIDIA's EULA, under which the CUDA runtime and cuBLAS inside are redistributed
+    # (Attachment A; the files unmodified, so never stripped above): the toolkit's copy, or
+    # the one in NVIDIA's cuBLAS wheel.
+    eula="$(nvcc --dryrun -c /dev/null -x cu -o /dev/null 2>&1 | sed -n 's/^#\$ _HERE_=//p' | head -1)/../EULA.txt"
+    if [ ! -f "$eula" ]; then
+      wheel="$(find "$wheelhouse" -maxdepth 1 -name "nvidia_cublas-$cuda_version.*.whl" | sort | tail -1)"
+      [ -n "$wheel" ] || die "NVIDIA's EULA is neither in the toolkit nor in a cuBLAS wheel"
+      python3 -m zipfile -e "$wheel" "$work/cublas-wheel"
+      eula="$(find "$work/cublas-wheel" -path '*.dist-info/licenses/License.txt' | head -1)"
+    fi
+    install -D -m 0644 "$eula" "$tree/usr/share/doc/$package/NVIDIA-CUDA-EULA.txt"
   fi
   install -d "$tree/usr/share/doc/$package"
 fi

@@ -133,7 +133,7 @@ prepare_cuda_toolkit() {
   # cicc relative to where it really lives.
   mkdir -p "$root"
   cp -as "$home/." "$root/"
-  rm -rf "$root/bin"; cp -a "$home/bin" "$root/bin"
+  rm -rf "${root:?}/bin"; cp -a "$home/bin" "$root/bin"
   for dir in lib64 targets/"$(uname -m)"-linux/include targets/"$(uname -m)"-linux/lib; do
     [ -L "$root/$dir" ] || continue
     case "$dir" in lib64) ln -sfn lib "$root/$dir" ;;
@@ -193,8 +193,8 @@ if [ -n "$configure_only" ] || [ ! -f "$entry/build-info.json" ]; then
     # with an application): an offline box needs nothing from NVIDIA but its driver.
     # libggml-cuda finds them next to itself ($ORIGIN).
     for lib in libcudart libcublas libcublasLt; do
-      soname="$(ls "$cuda_root"/lib64/"$lib".so.[0-9]* "$cuda_root"/lib/"$lib".so.[0-9]* \
-                  2>/dev/null | head -1)"
+      soname="$(find -L "$cuda_root/lib64" "$cuda_root/lib" -maxdepth 1 -name "$lib.so.[0-9]*" \
+                  2>/dev/null | sort | head -1)"
       [ -n "$soname" ] || { echo "build-llama-runtime: $lib is missing from $cuda_root" >&2; exit 1; }
       cp "$(readlink -f "$soname")" "$partial/$(basename "$soname")"
     done

@@ -30,7 +30,11 @@ def test_shipped_config_lists_every_setting_and_loads_as_the_defaults() -> None:
 
 def test_build_script_and_maintainer_scripts_pass_shellcheck() -> None:
     assert shutil.which("shellcheck"), "shellcheck is a test dependency (make test-system-deps)"
-    scripts = [BUILD, ROOT / "packaging" / "debian" / "ai-appliance.postrm"]
+    scripts = [
+        BUILD,
+        *sorted((ROOT / "packaging" / "runtime").glob("*.sh")),
+        *sorted((ROOT / "packaging" / "debian").glob("*.post*")),
+    ]
     result = subprocess.run(["shellcheck", *map(str, scripts)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout
 
