@@ -322,7 +322,15 @@ if [ "$format" != deb ]; then
   rpm_file="$out/$(basename "$rpm_file")"
   if [ -n "$lint" ]; then
     need rpmlint rpmlint
-    rpmlint -r "$here/rpm/ai-appliance.rpmlintrc" "$rpm_file" \
+    rpmlintrc="$here/rpm/ai-appliance.rpmlintrc"
+    if [ "$runtime" != cpu ]; then  # the runtime filters, plus this runtime's own if any
+      rpmlintrc="$work/runtime.rpmlintrc"
+      cat "$here/rpm/runtime.rpmlintrc" >"$rpmlintrc"
+      if [ -f "$here/rpm/runtime-$runtime.rpmlintrc" ]; then
+        cat "$here/rpm/runtime-$runtime.rpmlintrc" >>"$rpmlintrc"
+      fi
+    fi
+    rpmlint -r "$rpmlintrc" "$rpm_file" \
       || die "rpmlint reported errors or unfiltered warnings on $(basename "$rpm_file")"
   fi
   echo "   $rpm_file ($(du -h "$rpm_file" | cut -f1))"
