@@ -33,6 +33,7 @@ CORE = PACKAGES / f"ai-appliance_{__version__}_amd64.deb"
 CUDA = PACKAGES / f"ai-appliance-runtime-cuda_{__version__}_amd64.deb"
 CUDA_RPM = PACKAGES / f"ai-appliance-runtime-cuda-{__version__}-1.x86_64.rpm"
 RUNTIME = "/usr/lib/ai-appliance/venv/lib/ai-appliance/llama-runtime/cuda"
+REPORT = Path(os.environ.get("AI_APPLIANCE_E2E_REPORT", ROOT / "dist" / "e2e-report"))
 
 
 def _why_not() -> str | None:
@@ -100,6 +101,11 @@ def test_without_a_gpu_the_service_runs_models_on_the_cpu_and_says_so(
     ).stdout
     assert "ActiveState=active" in state and "serving smollm2 on cpu0" in state, state
     report = status(container)
+    REPORT.mkdir(parents=True, exist_ok=True)
+    (REPORT / "cuda-status.txt").write_text(report)
+    doctor = container.run("appliance", "doctor", check=False)
+    (REPORT / "cuda-doctor.txt").write_text(doctor.stdout + doctor.stderr)
+    assert doctor.returncode == 0, doctor.stdout
     assert "llama.cpp runtime: cuda build" in report, report
     assert "no usable NVIDIA GPU: models run on the CPU" in " ".join(report.split()), report
     key = container.run("cat", "/var/lib/ai-appliance/first-admin-key").stdout.strip()
