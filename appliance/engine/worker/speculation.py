@@ -10,8 +10,9 @@ the output is exactly what decoding one token at a time would give, for any samp
 
 No model, no download: drafting costs a dictionary lookup per step, and a wrong guess costs the
 extra positions of one decode (cheap while decoding is memory-bound). The draft length adapts:
-it grows while guesses are accepted and shrinks when they are not. May import nothing from the
-appliance.
+it grows while guesses are accepted and shrinks when they are not. The same rule sizes the
+guesses of a draft model (`draft_model.py`), kept apart per sequence: the two kinds of guess
+hold for different stretches of text. May import nothing from the appliance.
 """
 
 from __future__ import annotations
@@ -21,12 +22,31 @@ NGRAM = 3
 MIN_DRAFT = 2
 
 
+class AdaptiveLength:
+    """How many tokens to guess next: doubled after a fully accepted draft, halved (but never
+    below what was just accepted plus one) when fewer than half held."""
+
+    def __init__(self, max_draft: int) -> None:
+        self.max_draft = max_draft
+        self.value = max_draft
+
+    def feedback(self, drafted: int, accepted: int) -> None:
+        if drafted == 0:
+            return
+        if accepted == drafted:
+            self.value = min(self.max_draft, self.value * 2)
+        elif accepted < drafted // 2:
+            self.value = max(MIN_DRAFT, accepted + 1, self.value // 2)
+
+
 class NgramDrafter:
-    """The n-gram index and adaptive draft length of one sequence."""
+    """The n-gram index of one sequence, and the adaptive lengths of its guesses (by lookup,
+    and by the draft model where one is loaded)."""
 
     def __init__(self, tokens: list[int], max_draft: int) -> None:
         self.max_draft = max_draft
-        self.length = max_draft
+        self.lookup_length = AdaptiveLength(max_draft)
+        self.model_length = AdaptiveLength(max_draft)
         self.history: list[int] = []
         self._last_end: dict[tuple[int, ...], int] = {}
         self._previous: int | None = None
@@ -48,16 +68,11 @@ class NgramDrafter:
     def draft(self, room: int) -> list[int]:
         """Up to min(room, current length) tokens guessed to follow the history; may be []."""
         start = self._previous
-        limit = min(room, self.length)
+        limit = min(room, self.lookup_length.value)
         if start is None or limit < 1:
             return []
         return self.history[start : start + limit]
 
     def feedback(self, drafted: int, accepted: int) -> None:
-        """Adapt the draft length to how many of `drafted` tokens were accepted."""
-        if drafted == 0:
-            return
-        if accepted == drafted:
-            self.length = min(self.max_draft, self.length * 2)
-        elif accepted < drafted // 2:
-            self.length = max(MIN_DRAFT, accepted + 1, self.length // 2)
+        """Adapt the lookup draft length to how many of `drafted` tokens were accepted."""
+        self.lookup_length.feedback(drafted, accepted)
