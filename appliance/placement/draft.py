@@ -1,0 +1,142 @@
+"""Which draft model, if any, guesses tokens for a model (speculative decoding).
+
+`engine.draft_model`: `off`; a model name, refused with the reason when its vocabulary differs
+from the served model's; or `auto` (the default): the smallest installed GGUF model with the
+same vocabulary and at most a quarter of the served model's size (a DeepSeek-R1-Distill-Qwen-1.5B
+for the 7B, 14B and 32B distills), never the model itself. A draft model only ever changes the
+speed: the worker keeps only tokens the served model samples. It runs on the served model's
+device (wholly offloaded where the model is, else on the CPU) with a KV stream per slot; its
+memory is stated in the placement's reason, not yet budgeted by the fit planner.
+
+Decides from data: the vocabulary fingerprints come from the caller (the store's
+`VocabFingerprints.of`). May import records, config, errors and the fit planner.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from appliance.config import Config
+from appliance.errors import EngineError
+from appliance.placement.fit import PlanOptions, estimate
+from appliance.records import ModelFormat, ModelInfo, ModelPlacement
+
+SIZE_SHARE = 4
+"""A draft model chosen by `auto` is at most 1/SIZE_SHARE of the served model's size: drafting
+pays only while a guess costs far less than a step of the served model."""
+
+Fingerprint = Callable[[ModelInfo], str | None]
+
+
+class DraftRefused(EngineError):
+    """The configured draft model cannot draft for this model; the message says why."""
+
+    code = "draft_model_refused"
+    http_status = 503
+    title = "Draft model refused"
+
+
+def with_draft(
+    placement: ModelPlacement, info: ModelInfo, installed: list[ModelInfo], config: Config,
+    fingerprint: Fingerprint,
+) -> ModelPlacement:  # fmt: skip
+    """`placement` with its draft model set (and said in its reason), or unchanged."""
+    wanted = config.engine.draft_model.strip()
+    if (
+        wanted == "off"
+        or placement.engine != "llama.cpp"
+        or config.engine.speculative_tokens == 0
+        or info.format != ModelFormat.GGUF
+    ):
+        return placement
+    if wanted == "auto":
+        draft = _auto(info, installed, fingerprint)
+        if draft is None:
+            return placement
+        why = 'same vocabulary, chosen by engine.draft_model = "auto"'
+    else:
+        draft = _named(wanted, info, installed, fingerprint)
+        if draft is None:
+            return placement
+        why = "engine.draft_model"
+    on_device = placement.gpu_layers == -1 and placement.backend != "CPU"
+    share = draft.size_bytes / max(1, info.size_bytes)
+    memory = _memory(draft, placement)
+    note = (
+        f"drafts with {draft.name} ({why}; {share:.0%} of its size"
+        + (f", about {memory} MiB more for its weights and KV cache" if memory else "")
+        + (f", on {placement.backend}" if on_device else ", on the CPU")
+        + ")"
+    )
+    return placement.model_copy(
+        update={
+            "draft_model": draft.name,
+            "draft_model_path": draft.path,
+            "draft_gpu_layers": -1 if on_device else 0,
+            "draft_required": wanted != "auto",
+            "reason": f"{placement.reason}; {note}" if placement.reason else note,
+        }
+    )
+
+
+def _auto(
+    info: ModelInfo, installed: list[ModelInfo], fingerprint: Fingerprint
+) -> ModelInfo | None:
+    candidates = [
+        m
+        for m in installed
+        if m.format == ModelFormat.GGUF
+        and m.name != info.name
+        and m.sha256 != info.sha256
+        and m.size_bytes * SIZE_SHARE <= info.size_bytes
+        and (
+            not m.parameter_count
+            or not info.parameter_count
+            or m.parameter_count * SIZE_SHARE <= info.parameter_count
+        )
+    ]
+    if not candidates:
+        return None
+    own = fingerprint(info)
+    if own is None:
+        return None
+    same = [m for m in candidates if fingerprint(m) == own]
+    return min(same, key=lambda m: (m.size_bytes, m.name), default=None)
+
+
+def _named(
+    name: str, info: ModelInfo, installed: list[ModelInfo], fingerprint: Fingerprint
+) -> ModelInfo | None:
+    if name == info.name:
+        return None  # the draft model itself is being served: it drafts for no one
+    draft = next((m for m in installed if m.name == name), None)
+    fix = 'name another model, or set engine.draft_model to "auto" or "off"'
+    if draft is None:
+        raise DraftRefused(
+            f"engine.draft_model names {name!r}, which is not installed; install it, or {fix}"
+        )
+    if draft.format != ModelFormat.GGUF:
+        raise DraftRefused(
+            f"engine.draft_model {name!r} is an {draft.format.value.upper()} model; a draft model "
+            f"must be a GGUF model run by llama.cpp like {info.name!r}; {fix}"
+        )
+    own, theirs = fingerprint(info), fingerprint(draft)
+    if own is None or own != theirs:
+        raise DraftRefused(
+            f"engine.draft_model {name!r} cannot draft for {info.name!r}: their vocabularies "
+            "differ (the same token ids would mean different text), and a draft model must "
+            f"share the served model's tokenizer; {fix}"
+        )
+    return draft
+
+
+def _memory(draft: ModelInfo, placement: ModelPlacement) -> int:
+    """MiB the draft model adds (weights, KV for every slot, compute), when its shape is known."""
+    if draft.shape is None:
+        return 0
+    context = placement.context_length
+    total = estimate(draft.shape, context, placement.slots, PlanOptions(context_length=context))
+    return round(total.total / 2**20)
+
+
+__all__ = ["DraftRefused", "with_draft"]
