@@ -13,7 +13,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from gguf import GGMLQuantizationType, GGUFReader, GGUFValueType, GGUFWriter, LlamaFileType
+from gguf import (
+    GGMLQuantizationType,
+    GGUFReader,
+    GGUFValueType,
+    GGUFWriter,
+    LlamaFileType,
+    TokenType,
+)
 from gguf.quants import quantize
 
 from helpers.tiny_gguf import TinyShape, _dense_layers
@@ -21,11 +28,20 @@ from helpers.tiny_gguf import TinyShape, _dense_layers
 __all__ = ["write_tiny_with_vocabulary_of"]
 
 
-def write_tiny_with_vocabulary_of(source: Path, path: Path, *, seed: int = 0) -> Path:
-    """Write a 2-layer, 64-wide `llama` model with `source`'s tokenizer to `path`."""
+def write_tiny_with_vocabulary_of(
+    source: Path, path: Path, *, seed: int = 0, padding: int = 0
+) -> Path:
+    """Write a 2-layer, 64-wide `llama` model with `source`'s tokenizer to `path`; `padding`
+    unused `[PAD…]` entries are added after the tokens, as converters pad a vocabulary to the
+    embedding table of a larger model of the same family."""
     reader = GGUFReader(source)
-    tokens = reader.fields["tokenizer.ggml.tokens"]
-    n_vocab = len(tokens.data)
+    n_real = len(reader.fields["tokenizer.ggml.tokens"].data)
+    n_vocab = n_real + padding
+    padded = {
+        "tokenizer.ggml.tokens": [f"[PAD{n_real + i}]" for i in range(padding)],
+        "tokenizer.ggml.scores": [0.0] * padding,
+        "tokenizer.ggml.token_type": [int(TokenType.UNUSED)] * padding,
+    }
     shape = TinyShape(n_layer=2, n_embd=64, n_head=4, n_head_kv=2, n_ff=128, context_length=8192)
     rng = np.random.default_rng(seed)
     writer = GGUFWriter(path, "llama")
@@ -44,7 +60,8 @@ def write_tiny_with_vocabulary_of(source: Path, path: Path, *, seed: int = 0) ->
             continue
         kind = field.types[0]
         if kind == GGUFValueType.ARRAY:
-            writer.add_key_value(key, field.contents(), kind, sub_type=field.types[-1])
+            values = field.contents() + padded.get(key, [])
+            writer.add_key_value(key, values, kind, sub_type=field.types[-1])
         else:
             writer.add_key_value(key, field.contents(), kind)
 
