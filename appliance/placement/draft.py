@@ -5,8 +5,8 @@ from the served model's; or `auto` (the default): the smallest installed GGUF mo
 same vocabulary and at most a quarter of the served model's size (a DeepSeek-R1-Distill-Qwen-1.5B
 for the 7B, 14B and 32B distills), never the model itself. A draft model only ever changes the
 speed: the worker keeps only tokens the served model samples. It runs on the served model's
-device (wholly offloaded where the model is, else on the CPU) with a KV stream per slot; its
-memory is stated in the placement's reason, not yet budgeted by the fit planner.
+device (wholly offloaded where the model is, else on the CPU) with a few KV streams; its memory
+is stated in the placement's reason, not yet budgeted by the fit planner.
 
 Decides from data: the vocabulary fingerprints come from the caller (the store's
 `VocabFingerprints.of`). May import records, config, errors and the fit planner.
@@ -24,6 +24,10 @@ from appliance.records import ModelFormat, ModelInfo, ModelPlacement
 SIZE_SHARE = 4
 """A draft model chosen by `auto` is at most 1/SIZE_SHARE of the served model's size: drafting
 pays only while a guess costs far less than a step of the served model."""
+
+DRAFT_STREAMS = 4
+"""KV streams the worker gives a draft model (`engine.worker.speculation.DRAFT_STREAMS`, which
+placement may not import): it guesses for at most that many generating conversations."""
 
 Fingerprint = Callable[[ModelInfo], str | None]
 
@@ -131,11 +135,13 @@ def _named(
 
 
 def _memory(draft: ModelInfo, placement: ModelPlacement) -> int:
-    """MiB the draft model adds (weights, KV for every slot, compute), when its shape is known."""
+    """MiB the draft model adds (weights, KV for its streams, compute), when its shape is known."""
     if draft.shape is None:
         return 0
     context = placement.context_length
-    total = estimate(draft.shape, context, placement.slots, PlanOptions(context_length=context))
+    streams = min(placement.slots, DRAFT_STREAMS)
+    options = PlanOptions(context_length=context, n_ubatch=128)  # the worker's catch-up chunk
+    total = estimate(draft.shape, context, streams, options)
     return round(total.total / 2**20)
 
 

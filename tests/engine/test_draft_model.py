@@ -160,3 +160,30 @@ async def test_an_automatic_draft_model_that_cannot_load_is_left_out(
         assert await answer(worker, Submit("k", STORY, max_tokens=4, temperature=0))
     finally:
         await worker.stop()
+
+
+@in_module_loop
+async def test_more_slots_than_draft_streams_take_turns_and_keep_the_text(
+    embedded_model: Path, workers: dict[str, WorkerProcess]
+) -> None:
+    # Six slots, four draft streams: each new conversation goes to the least recently used
+    # slot, so the fifth and sixth find every stream holding another slot's tokens.
+    worker = WorkerProcess("smollm2-six-slots")
+    model = str(embedded_model)
+    load = load_message(model, 1024, 2, slots=6, draft_model_path=model, draft_required=True)
+    await worker.start(load, 60)
+    try:
+        topics = ["the sea", "a cat", "the moon", "a train", "a garden", "the rain"]
+        for topic in topics:
+            prompt = (
+                f"<|im_start|>user\nWrite two sentences about {topic}.<|im_end|>\n"
+                "<|im_start|>assistant\n"
+            )
+            before = await worker.stats()
+            drafted = await answer(worker, Submit("m", prompt, max_tokens=24, temperature=0))
+            after = await worker.stats()
+            plain = await answer(workers["none"], Submit("n", prompt, max_tokens=24, temperature=0))
+            assert drafted == plain, topic
+            assert after.model_draft_accepted > before.model_draft_accepted, topic
+    finally:
+        await worker.stop()

@@ -13,7 +13,7 @@ the output is the same as without guessing, and one step may yield several token
 limited per step (`SPEC_STEP_TOKENS`) so a full batch of streams never pays for them. Where a
 draft model is loaded (`draft_model.py`), it guesses for the sequences prompt lookup has no
 guess for (lookup is free, the draft model costs a decode per guessed position), while few
-sequences generate (`MODEL_DRAFT_STREAMS`); its guesses go through the same verification.
+sequences generate (`DRAFT_STREAMS`); its guesses go through the same verification.
 May import engine.messages and the worker's own modules.
 """
 
@@ -35,7 +35,7 @@ from appliance.engine.messages import (
 )
 from appliance.engine.worker.errors import RequestRejected
 from appliance.engine.worker.slots import Choice, Slot, common_prefix
-from appliance.engine.worker.speculation import NgramDrafter
+from appliance.engine.worker.speculation import DRAFT_STREAMS, NgramDrafter
 
 if TYPE_CHECKING:
     # Either runtime drives the batcher: llama.cpp's, or onnxruntime's (`onnxrt.OnnxRuntime`,
@@ -48,9 +48,6 @@ FORCED_THINK_END = "\n</think>\n\n"
 SPEC_STEP_TOKENS = 24
 """Most tokens in a step that may carry drafts: guesses ride free only while a decode step
 is memory-bound (few sequences); with many streams each extra position costs compute."""
-MODEL_DRAFT_STREAMS = 4
-"""Most generating sequences in a step for the draft model to guess for: its decodes run
-before the main one, one per guessed position, and pay only while the main step is cheap."""
 
 
 class Batcher:
@@ -286,7 +283,7 @@ class Batcher:
         """Set the guesses of generating slots, `spare` positions in all: prompt lookup's where
         it has one, else the draft model's (all of those in one go, batched)."""
         asking: list[tuple[Slot, int]] = []
-        model = self.draft_model is not None and len(generating) <= MODEL_DRAFT_STREAMS
+        model = self.draft_model is not None and len(generating) <= DRAFT_STREAMS
         for slot in generating:
             if spare <= 0:
                 break

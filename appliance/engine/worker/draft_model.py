@@ -1,17 +1,19 @@
 """Drafting with a second, smaller model of the same vocabulary (speculative decoding).
 
-Owns the draft model's native handles in the worker: its weights, one context with a KV stream
-per sequence slot (the main context's slot numbers), and which tokens each stream holds. Asked
-for guesses, it first catches each sequence's stream up with the tokens the main model has
-accepted (dropping the positions that no longer match: rejected guesses, or a new conversation
-in the slot), then decodes greedily, all asking sequences together in one decode per drafted
-position. The guesses go to the batcher's verify path, which keeps only tokens the main model
-itself samples, so what the draft model says changes the speed, never the answer.
+Owns the draft model's native handles in the worker: its weights, one context with a few KV
+streams (`DRAFT_STREAMS`: the batcher asks for guesses only while that few sequences generate),
+which slot each stream serves and which tokens it holds. Asked for guesses, it gives each asking
+slot a stream (its own, else the free one sharing the longest start with it, which may be the
+same system prompt), catches the stream up with the tokens the main model has accepted (dropping
+the positions that no longer match: rejected guesses, another conversation), then decodes
+greedily, all asking sequences together in one decode per drafted position. The guesses go to
+the batcher's verify path, which keeps only tokens the main model itself samples, so what the
+draft model says changes the speed, never the answer.
 
 A guess stops early when the draft model is unsure of it (its top token under `P_MIN`): a
 token it barely prefers is rarely the main model's, and each further guess costs a decode.
 Catching up is chunked (`CATCH_UP_TOKENS` per step) so a long prompt never stalls the streams.
-May import the worker's errors only (plus llama_cpp, numpy).
+May import the worker's errors and speculation modules only (plus llama_cpp, numpy).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import llama_cpp as L
 import numpy as np
 
 from appliance.engine.worker.errors import LoadError
+from appliance.engine.worker.speculation import DRAFT_STREAMS
 
 P_MIN = 0.5
 """Least probability the draft model must give its top token for a second or later guess."""
@@ -50,13 +53,13 @@ class DraftModel:
         # larger table) end a draft.
         self.main_vocab = main_vocab
         self.context_length = context_length
-        self.slots = slots
-        self.batch_tokens = max(CATCH_UP_TOKENS, slots)
+        self.streams = max(1, min(slots, DRAFT_STREAMS))
+        self.batch_tokens = CATCH_UP_TOKENS
         params = L.llama_context_default_params()
-        params.n_ctx = context_length * slots
+        params.n_ctx = context_length * self.streams
         params.n_batch = params.n_ubatch = self.batch_tokens
-        params.n_seq_max = slots
-        params.kv_unified = False  # a stream per slot, as in the main context
+        params.n_seq_max = self.streams
+        params.kv_unified = False  # a stream per sequence, as in the main context
         params.n_threads = params.n_threads_batch = threads
         params.no_perf = True
         self.ctx = L.llama_init_from_model(self.model, params)
@@ -64,18 +67,56 @@ class DraftModel:
             L.llama_model_free(self.model)
             raise LoadError(
                 f"llama.cpp could not create the draft model's context of {params.n_ctx} tokens "
-                f'({slots} slots × {context_length}); set engine.draft_model = "off", or lower '
-                "engine.context_length or engine.slots"
+                f'({self.streams} streams × {context_length}); set engine.draft_model = "off", '
+                "or lower engine.context_length"
             )
         self.memory = L.llama_get_memory(self.ctx)
-        self.batch = L.llama_batch_init(self.batch_tokens, 0, slots)
-        self.held: list[list[int]] = [[] for _ in range(slots)]
+        self.batch = L.llama_batch_init(self.batch_tokens, 0, self.streams)
+        self.held: list[list[int]] = [[] for _ in range(self.streams)]
         """Tokens whose KV each stream holds, in position order."""
+        self.owner: list[int | None] = [None] * self.streams
+        """The slot each stream last served."""
+        self.used: list[int] = [0] * self.streams
+        self.calls = 0
         self.load_seconds = time.monotonic() - started
 
     def draft(self, wants: list[tuple[int, list[int], int]]) -> dict[int, list[int]]:
         """Guesses for sequences: `wants` holds (slot, the tokens it has accepted, the last one
-        sampled included, most guesses). A sequence still catching up gets none this step."""
+        sampled included, most guesses); the answer is keyed by slot. A sequence still catching
+        up gets none this step, nor do those beyond `DRAFT_STREAMS`."""
+        streams = self._assign([(slot, tokens) for slot, tokens, _ in wants])
+        by_stream = [
+            (streams[slot], tokens, limit) for slot, tokens, limit in wants if slot in streams
+        ]
+        slot_of = {stream: slot for slot, stream in streams.items()}
+        return {slot_of[stream]: guess for stream, guess in self._draft(by_stream).items()}
+
+    def _assign(self, wants: list[tuple[int, list[int]]]) -> dict[int, int]:
+        """A stream for each asking slot (slot -> stream): the one it had, else a stream no
+        other asking slot has, the one sharing the longest start with it (least recently used
+        among equals)."""
+        self.calls += 1
+        assigned: dict[int, int] = {}
+        for slot, _ in wants:
+            if slot in self.owner:
+                assigned[slot] = self.owner.index(slot)
+        taken = set(assigned.values())
+        for slot, tokens in wants:
+            if slot in assigned:
+                continue
+            free = [s for s in range(self.streams) if s not in taken]
+            if not free:
+                break
+            best = max(free, key=lambda s: (_common_prefix(self.held[s], tokens), -self.used[s]))
+            self.owner[best] = slot
+            assigned[slot] = best
+            taken.add(best)
+        for stream in taken:
+            self.used[stream] = self.calls
+        return assigned
+
+    def _draft(self, wants: list[tuple[int, list[int], int]]) -> dict[int, list[int]]:
+        """Guesses for `wants` given by stream, keyed by stream."""
         asking = self._catch_up(wants)
         if not asking:
             return {}
@@ -163,7 +204,7 @@ class DraftModel:
     def _reset(self) -> None:
         """After a failed decode the streams' contents are in doubt: start them over."""
         L.llama_memory_clear(self.memory, True)
-        self.held = [[] for _ in range(self.slots)]
+        self.held = [[] for _ in range(self.streams)]
 
     def free(self) -> None:
         L.llama_batch_free(self.batch)

@@ -20,6 +20,10 @@ from __future__ import annotations
 NGRAM = 3
 """Tokens matched before drafting: shorter matches guess wrong too often to pay."""
 MIN_DRAFT = 2
+DRAFT_STREAMS = 4
+"""Most generating sequences in a step for a draft model to guess for, and its KV streams: its
+decodes run before the main model's, one per guessed position, and pay only while the main
+step is cheap (few sequences); fewer streams than slots also keep its KV cache small."""
 
 
 class AdaptiveLength:
