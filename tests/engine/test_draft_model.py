@@ -103,7 +103,8 @@ async def test_a_random_drafter_with_the_same_vocabulary_changes_nothing_but_the
     assert drafted == plain
     guessed = after.model_draft_tokens - before.model_draft_tokens
     kept = after.model_draft_accepted - before.model_draft_accepted
-    assert guessed > 20 and kept < guessed * 0.2, after
+    # It guessed, missed, and so guessed less and less often (a decode every few steps).
+    assert 3 <= guessed < 40 and kept < guessed * 0.3, after
 
 
 @in_module_loop

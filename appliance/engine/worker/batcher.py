@@ -294,7 +294,7 @@ class Batcher:
             if guess:
                 slot.draft, slot.draft_source = guess, "lookup"
                 spare -= len(guess)
-            elif model:
+            elif model and slot.drafter.model_length.ready():
                 wanted = min(room, slot.drafter.model_length.value)
                 asking.append((slot, wanted))
                 spare -= wanted

@@ -20,6 +20,8 @@ from __future__ import annotations
 NGRAM = 3
 """Tokens matched before drafting: shorter matches guess wrong too often to pay."""
 MIN_DRAFT = 2
+MAX_REST = 8
+"""Most steps a draft model sits out after guesses that all failed."""
 DRAFT_STREAMS = 4
 """Most generating sequences in a step for a draft model to guess for, and its KV streams: its
 decodes run before the main model's, one per guessed position, and pay only while the main
@@ -28,15 +30,35 @@ step is cheap (few sequences); fewer streams than slots also keep its KV cache s
 
 class AdaptiveLength:
     """How many tokens to guess next: doubled after a fully accepted draft, halved (but never
-    below what was just accepted plus one) when fewer than half held."""
+    below what was just accepted plus one) when fewer than half held.
+
+    For guesses that cost something to make (a draft model's decodes), `ready()` also sits out
+    steps after a draft of which nothing held: 1, 2, 4, then `MAX_REST` steps while they keep
+    failing, so a draft model that never agrees with the model costs a decode every few steps,
+    not every step."""
 
     def __init__(self, max_draft: int) -> None:
         self.max_draft = max_draft
         self.value = max_draft
+        self.rest = 0
+        """Steps still to sit out."""
+        self._backoff = 0
+
+    def ready(self) -> bool:
+        """Whether to guess this step (counts a step sat out)."""
+        if self.rest > 0:
+            self.rest -= 1
+            return False
+        return True
 
     def feedback(self, drafted: int, accepted: int) -> None:
         if drafted == 0:
             return
+        if accepted == 0:
+            self._backoff = min(max(1, self._backoff * 2), MAX_REST)
+            self.rest = self._backoff
+        else:
+            self._backoff = 0
         if accepted == drafted:
             self.value = min(self.max_draft, self.value * 2)
         elif accepted < drafted // 2:
