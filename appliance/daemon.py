@@ -186,10 +186,11 @@ def _placer(config: Config, devices: DeviceManager, store: ModelStore) -> Placer
     async def place(info: ModelInfo) -> ModelPlacement:
         # The runtime probe runs a child process the first time: keep it off the event loop.
         runtimes = await asyncio.to_thread(devices.runtimes)
-        placement = place_model(info, devices.devices(), runtimes, config)
+        inventory = devices.devices()
+        placement = place_model(info, inventory, runtimes, config)
         # A draft model's vocabulary is read from its file the first time: off the loop too.
         return await asyncio.to_thread(
-            with_draft, placement, info, store.list(), config, fingerprints.of
+            with_draft, placement, info, store.list(), config, fingerprints.of, inventory
         )
 
     return place

@@ -5,8 +5,9 @@ from the served model's; or `auto` (the default): the smallest installed GGUF mo
 same vocabulary and at most a quarter of the served model's size (a DeepSeek-R1-Distill-Qwen-1.5B
 for the 7B, 14B and 32B distills), never the model itself. A draft model only ever changes the
 speed: the worker keeps only tokens the served model samples. It runs on the served model's
-device (wholly offloaded where the model is, else on the CPU) with a few KV streams; its memory
-is stated in the placement's reason, not yet budgeted by the fit planner.
+device (wholly offloaded where the model is, else on the CPU) with a few KV streams. Its memory
+is checked against the device's beside the model as placed (the slots the fit planner chose are
+kept: `auto` leaves a draft model out rather than take slots away) and stated in the reason.
 
 Decides from data: the vocabulary fingerprints come from the caller (the store's
 `VocabFingerprints.of`). May import records, config, errors and the fit planner.
@@ -18,8 +19,17 @@ from collections.abc import Callable
 
 from appliance.config import Config
 from appliance.errors import EngineError
-from appliance.placement.fit import PlanOptions, estimate
-from appliance.records import ModelFormat, ModelInfo, ModelPlacement
+from appliance.placement.fit import (
+    DEVICE_MARGIN_BYTES,
+    DEVICE_MARGIN_SHARE,
+    HOST_MARGIN_BYTES,
+    HOST_MARGIN_SHARE,
+    MIB,
+    Estimate,
+    PlanOptions,
+    estimate,
+)
+from appliance.records import Accelerator, ModelFormat, ModelInfo, ModelPlacement, ModelShape
 
 SIZE_SHARE = 4
 """A draft model chosen by `auto` is at most 1/SIZE_SHARE of the served model's size: drafting
@@ -42,9 +52,11 @@ class DraftRefused(EngineError):
 
 def with_draft(
     placement: ModelPlacement, info: ModelInfo, installed: list[ModelInfo], config: Config,
-    fingerprint: Fingerprint,
+    fingerprint: Fingerprint, devices: list[Accelerator] | None = None,
 ) -> ModelPlacement:  # fmt: skip
-    """`placement` with its draft model set (and said in its reason), or unchanged."""
+    """`placement` with its draft model set (and said in its reason), or unchanged. With the
+    `devices`, a draft model must also fit beside the model (its weights, KV and compute on
+    the same device): `auto` then leaves out one that does not, a named one is refused."""
     wanted = config.engine.draft_model.strip()
     if (
         wanted == "off"
@@ -64,6 +76,16 @@ def with_draft(
             return placement
         why = "engine.draft_model"
     on_device = placement.gpu_layers == -1 and placement.backend != "CPU"
+    short = _no_room(info, draft, placement, devices or [], config, on_device)
+    if short and wanted == "auto":
+        note = f"no draft model: {draft.name} has the same vocabulary, but {short}"
+        return placement.model_copy(update={"reason": f"{placement.reason}; {note}"})
+    if short:
+        raise DraftRefused(
+            f"engine.draft_model {draft.name!r} does not fit beside {info.name!r}: {short}; "
+            'lower engine.slots or engine.context_length, or set engine.draft_model to "auto" '
+            'or "off"'
+        )
     share = draft.size_bytes / max(1, info.size_bytes)
     memory = _memory(draft, placement)
     note = (
@@ -138,11 +160,44 @@ def _memory(draft: ModelInfo, placement: ModelPlacement) -> int:
     """MiB the draft model adds (weights, KV for its streams, compute), when its shape is known."""
     if draft.shape is None:
         return 0
+    return round(_draft_estimate(draft.shape, placement).total / MIB)
+
+
+def _draft_estimate(shape: ModelShape, placement: ModelPlacement) -> Estimate:
     context = placement.context_length
     streams = min(placement.slots, DRAFT_STREAMS)
     options = PlanOptions(context_length=context, n_ubatch=128)  # the worker's catch-up chunk
-    total = estimate(draft.shape, context, streams, options)
-    return round(total.total / 2**20)
+    return estimate(shape, context, streams, options)
+
+
+def _no_room(
+    info: ModelInfo, draft: ModelInfo, placement: ModelPlacement, devices: list[Accelerator],
+    config: Config, on_device: bool,
+) -> str:  # fmt: skip
+    """Why the draft model does not fit beside the model on its device, or "" when it does (or
+    cannot be told: no shapes, no device record, a model split between device and RAM)."""
+    device = next((d for d in devices if d.id == placement.device_id), None)
+    partial = placement.gpu_layers not in (0, -1) or placement.rpc_servers
+    if device is None or info.shape is None or draft.shape is None or partial:
+        return ""
+    per_value = 2.0 if config.engine.kv_cache_type == "f16" else 34 / 32
+    options = PlanOptions(context_length=placement.context_length, kv_bytes_per_value=per_value)
+    model = estimate(info.shape, placement.context_length, placement.slots, options).total
+    extra = _draft_estimate(draft.shape, placement).total
+    total = device.memory_total_mib * MIB
+    if on_device:  # the token embeddings stay in host memory
+        model -= info.shape.input_bytes
+        extra -= draft.shape.input_bytes
+        budget = total - int(DEVICE_MARGIN_BYTES + DEVICE_MARGIN_SHARE * total)
+    else:
+        budget = total - int(HOST_MARGIN_BYTES + HOST_MARGIN_SHARE * total)
+    if model + extra <= budget:
+        return ""
+    return (
+        f"it needs {extra / MIB:,.0f} MiB more on {device.id}, and the model with its "
+        f"{placement.slots} slot(s) already takes {model / MIB:,.0f} of {budget / MIB:,.0f} MiB "
+        "usable"
+    )
 
 
 __all__ = ["DraftRefused", "with_draft"]

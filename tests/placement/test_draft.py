@@ -14,6 +14,7 @@ import pytest
 from appliance.config import Config
 from appliance.placement import place_model
 from appliance.placement.draft import DraftRefused, with_draft
+from appliance.placement.fit import MIB, PlanOptions, estimate
 from appliance.records import Accelerator, DeviceKind, ModelInfo, ModelPlacement
 from appliance.store.models import ModelStore
 from appliance.store.vocab import VocabFingerprints
@@ -37,10 +38,10 @@ class Installed:
         store.close()
         self.fingerprints = VocabFingerprints(self.state)
 
-    def place(self, info: ModelInfo, draft_model: str) -> ModelPlacement:
+    def place(self, info: ModelInfo, draft_model: str, cpu: Accelerator = CPU) -> ModelPlacement:
         config = Config(engine={"draft_model": draft_model})
         placement = place_model(info, [CPU], runtime_report(), config)
-        return with_draft(placement, info, self.models, config, self.fingerprints.of)
+        return with_draft(placement, info, self.models, config, self.fingerprints.of, [cpu])
 
 
 @pytest.fixture(scope="module")
@@ -106,3 +107,22 @@ def test_fingerprints_are_read_once_and_kept_by_file_hash(installed: Installed) 
     again = VocabFingerprints(installed.state)
     assert again.of(installed.same) == "stale"
     cache.write_text(json.dumps(kept))
+
+
+def test_a_draft_model_that_does_not_fit_beside_the_model_is_left_out_or_refused(
+    installed: Installed,
+) -> None:
+    placed = installed.place(installed.smollm2, "off")
+    assert installed.smollm2.shape is not None
+    need = estimate(
+        installed.smollm2.shape, placed.context_length, placed.slots,
+        PlanOptions(context_length=placed.context_length),
+    ).total  # fmt: skip
+    # RAM for the model as placed and the OS margin (1 GiB + 10%), and 1 MiB to spare.
+    total_mib = int((need / MIB + 1 + 1024) / 0.9) + 1
+    tight = CPU.model_copy(update={"memory_total_mib": total_mib})
+    auto = installed.place(installed.smollm2, "auto", tight)
+    assert auto.draft_model == ""
+    assert "no draft model: tiny-same-vocab has the same vocabulary, but it needs" in auto.reason
+    with pytest.raises(DraftRefused, match="'tiny-same-vocab' does not fit beside 'smollm2'"):
+        installed.place(installed.smollm2, "tiny-same-vocab", tight)
