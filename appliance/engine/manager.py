@@ -148,6 +148,7 @@ class EngineManager:
         model.record.pinned |= pinned
         model.record.state = ModelState.LOADING
         model.record.error = ""
+        model.record.draft_model = ""
         model.record.load_progress = 0.0
         model.room_error = None
         model.loading = asyncio.create_task(self._load(model), name=f"load-{info.name}")

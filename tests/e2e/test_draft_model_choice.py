@@ -40,6 +40,7 @@ def test_auto_drafts_with_the_same_vocabulary_model_and_says_so(home: Path) -> N
     try:
         assert loaded(home)["smollm2"]["draft_model"] == "tiny-same"
         assert "smollm2 drafts with tiny-same" in run_cli(home, "status").stdout
+        assert "drafting with tiny-same" in run_cli(home, "models", "load", "smollm2").stdout
         client = openai.OpenAI(base_url=daemon.base_url, api_key=daemon.api_key, max_retries=0)
         answer = client.chat.completions.create(
             model="smollm2",
