@@ -3,10 +3,15 @@
 Owns the draft model's native handles in the worker: its weights, one context with a few KV
 streams (`DRAFT_STREAMS`: the batcher asks for guesses only while that few sequences generate),
 which slot each stream serves and which tokens it holds. Asked for guesses, it gives each asking
-slot a stream (its own, else the free one sharing the longest start with it, which may be the
-same system prompt), catches the stream up with the tokens the main model has accepted (dropping
-the positions that no longer match: rejected guesses, another conversation), then decodes
-greedily, all asking sequences together in one decode per drafted position. The guesses go to
+slot a stream (its own, else the least recently used free one), catches the stream up with the
+tokens the main model has accepted (dropping the positions that no longer match: rejected
+guesses, another conversation), then decodes greedily, all asking sequences together in one
+decode per drafted position.
+
+A stream holds a conversation from at most `WINDOW` tokens before the point where it started
+drafting (or fell that far behind), not from its start: catching up a long prompt would cost
+the draft model a prefill of it, paid during generation, while the next few tokens depend
+mostly on the last few hundred. The guesses go to
 the batcher's verify path, which keeps only tokens the main model itself samples, so what the
 draft model says changes the speed, never the answer.
 
@@ -30,6 +35,8 @@ P_MIN = 0.5
 """Least probability the draft model must give its top token for a second or later guess."""
 CATCH_UP_TOKENS = 128
 """Most tokens fed to the draft model per step to catch its streams up (prompts, lookup runs)."""
+WINDOW = 256
+"""Most tokens of a conversation a stream starts (or restarts) from: the last ones."""
 
 
 class DraftModel:
@@ -76,6 +83,8 @@ class DraftModel:
         """Tokens whose KV each stream holds, in position order."""
         self.owner: list[int | None] = [None] * self.streams
         """The slot each stream last served."""
+        self.start: list[int] = [0] * self.streams
+        """Where in its conversation each stream starts (its position 0)."""
         self.used: list[int] = [0] * self.streams
         self.calls = 0
         self.load_seconds = time.monotonic() - started
@@ -92,22 +101,21 @@ class DraftModel:
         return {slot_of[stream]: guess for stream, guess in self._draft(by_stream).items()}
 
     def _assign(self, wants: list[tuple[int, list[int]]]) -> dict[int, int]:
-        """A stream for each asking slot (slot -> stream): the one it had, else a stream no
-        other asking slot has, the one sharing the longest start with it (least recently used
-        among equals)."""
+        """A stream for each asking slot (slot -> stream): the one it had, else the least
+        recently used stream no other asking slot has."""
         self.calls += 1
         assigned: dict[int, int] = {}
         for slot, _ in wants:
             if slot in self.owner:
                 assigned[slot] = self.owner.index(slot)
         taken = set(assigned.values())
-        for slot, tokens in wants:
+        for slot, _ in wants:
             if slot in assigned:
                 continue
             free = [s for s in range(self.streams) if s not in taken]
             if not free:
                 break
-            best = max(free, key=lambda s: (_common_prefix(self.held[s], tokens), -self.used[s]))
+            best = min(free, key=lambda s: self.used[s])
             self.owner[best] = slot
             assigned[slot] = best
             taken.add(best)
@@ -155,14 +163,21 @@ class DraftModel:
         count = 0
         asking: list[tuple[int, int, int]] = []
         for seq, tokens, limit in wants:
-            if limit < 1 or len(tokens) + limit > self.context_length:
-                continue
             held = self.held[seq]
-            keep = min(_common_prefix(held, tokens), len(tokens) - 1)
+            view = tokens[self.start[seq] :]
+            keep = _common_prefix(held, view) if held else 0
+            if keep == 0 or len(view) - keep > WINDOW:
+                # Another conversation, or this one ran far ahead (prompt lookup guessed a long
+                # stretch): start over from its last WINDOW tokens.
+                self.start[seq] = max(0, len(tokens) - WINDOW)
+                view, keep = tokens[self.start[seq] :], 0
+            if limit < 1 or len(view) + limit > self.context_length:
+                continue
+            keep = min(keep, len(view) - 1)
             if keep < len(held):
                 L.llama_memory_seq_rm(self.memory, seq, keep, -1)
                 del held[keep:]
-            feed = tokens[keep:]
+            feed = view[keep:]
             if any(not 0 <= t < self.n_vocab for t in feed):
                 continue  # a token the draft model does not have: it cannot follow this one
             room = self.batch_tokens - count
