@@ -301,9 +301,17 @@ class Batcher:
         if not asking:
             return
         assert self.draft_model is not None
-        drafts = self.draft_model.draft(
-            [(slot.seq, slot.cached + slot.pending, wanted) for slot, wanted in asking]
-        )
+        try:
+            drafts = self.draft_model.draft(
+                [(slot.seq, slot.cached + slot.pending, wanted) for slot, wanted in asking]
+            )
+        except Exception:
+            # Guesses only ever save time: a draft model that fails is dropped, and the
+            # conversations go on without it.
+            traceback.print_exc(file=sys.stderr)
+            print("worker: the draft model failed; going on without it", file=sys.stderr)
+            self.draft_model = None
+            return
         for slot, wanted in asking:
             slot.draft, slot.draft_source = drafts.get(slot.seq, [])[:wanted], "model"
 
