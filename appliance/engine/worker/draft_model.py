@@ -40,7 +40,7 @@ WINDOW = 256
 
 
 class DraftModel:
-    """A loaded draft model and its per-slot KV streams."""
+    """A loaded draft model and the KV streams the slots take turns on."""
 
     def __init__(
         self, path: str, *, slots: int, context_length: int, threads: int, gpu_layers: int,
