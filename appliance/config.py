@@ -113,6 +113,9 @@ class EngineSettings(Section):
     speculative_tokens: int = Field(default=8, ge=0, le=32)
     """Tokens guessed ahead by prompt lookup per step (speculative decoding: only tokens the
     model samples are kept); 0 turns it off."""
+    draft_model: str = Field(default="auto", min_length=1)
+    """Draft model for speculative decoding: `auto` (an installed model with the same
+    vocabulary, at most a quarter of the size), `off`, or a model name."""
     queue_size: int = Field(default=64, ge=0)
     """Requests that may wait for a free slot per model; beyond it the API answers 429."""
     max_loaded: int = Field(default=1, ge=1)

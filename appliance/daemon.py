@@ -37,6 +37,7 @@ from appliance.errors import ApplianceError, ConfigError, StorageError
 from appliance.firmware_hooks.runner import HookRunner
 from appliance.logbuffer import LogBuffer
 from appliance.placement import choose_default_model, place_model
+from appliance.placement.draft import with_draft
 from appliance.records import DeviceEvent, ModelInfo, ModelPlacement
 from appliance.runtime.probe import abort_self_test
 from appliance.sd_notify import Notifier
@@ -45,6 +46,7 @@ from appliance.services import Services
 from appliance.store.audit import AuditLog
 from appliance.store.keys import KeyStore
 from appliance.store.models import ModelStore
+from appliance.store.vocab import VocabFingerprints
 from appliance.tls import TlsState, certificate_for
 from appliance.upstream import UpstreamPool
 
@@ -178,11 +180,18 @@ def bind_lan_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _placer(config: Config, devices: DeviceManager) -> Placer:
+def _placer(config: Config, devices: DeviceManager, store: ModelStore) -> Placer:
+    fingerprints = VocabFingerprints(config.state_dir)
+
     async def place(info: ModelInfo) -> ModelPlacement:
         # The runtime probe runs a child process the first time: keep it off the event loop.
         runtimes = await asyncio.to_thread(devices.runtimes)
-        return place_model(info, devices.devices(), runtimes, config)
+        inventory = devices.devices()
+        placement = place_model(info, inventory, runtimes, config)
+        # A draft model's vocabulary is read from its file the first time: off the loop too.
+        return await asyncio.to_thread(
+            with_draft, placement, info, store.list(), config, fingerprints.of, inventory
+        )
 
     return place
 
@@ -214,7 +223,9 @@ def build_services(config: Config) -> tuple[Services, str | None]:
         config=config,
         store=store,
         keys=keys,
-        engine=EngineManager(config, listener=hooks.run_async, placer=_placer(config, devices)),
+        engine=EngineManager(
+            config, listener=hooks.run_async, placer=_placer(config, devices, store)
+        ),
         devices=devices,
         hooks=hooks,
         api_url=config.api.public_url or lan_url(host, port, https=certificate is not None),

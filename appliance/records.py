@@ -173,6 +173,13 @@ class ModelPlacement(BaseModel):
     """onnxruntime execution provider options (device id and the like)."""
     rpc_servers: list[str] = Field(default_factory=list)
     """llama.cpp RPC peers (`host:port`) that hold some of the layers (config `rpc.peers`)."""
+    draft_model: str = ""
+    """The draft model guessing tokens for it (speculative decoding), by name; empty: none."""
+    draft_model_path: str = ""
+    draft_gpu_layers: int = 0
+    """The draft model's offloaded layers: all where the model itself is wholly on the device."""
+    draft_required: bool = False
+    """Named in `engine.draft_model` (not chosen by `auto`): a draft that fails fails the load."""
 
 
 class RuntimeReport(BaseModel):
@@ -391,6 +398,8 @@ class LoadedModel(BaseModel):
     """Why the model runs where it does, in words."""
     cpu_variant: str = ""
     """The self-tested llama.cpp CPU variant its worker loaded (`zen4`, `haswell`…)."""
+    draft_model: str = ""
+    """The draft model loaded beside it for speculative decoding; empty: none."""
 
 
 class KeyLimits(BaseModel):

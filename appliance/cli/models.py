@@ -214,6 +214,7 @@ def load(state: CliState, name: str, as_json: bool) -> None:
     else:
         stdout_console.print(
             f"{name} {loaded.state} on {loaded.device_id} in {loaded.load_seconds} s"
+            + (f", drafting with {loaded.draft_model}" if loaded.draft_model else "")
         )
 
 

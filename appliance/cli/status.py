@@ -57,6 +57,9 @@ def status(state: CliState, as_json: bool) -> None:
             stdout_console.print(
                 f"{model.name} on {model.device_id}/{model.backend}: {model.placement}"
             )
+    for model in info.models_loaded:
+        if model.draft_model:
+            stdout_console.print(f"{model.name} drafts with {model.draft_model} (speculative)")
     if info.upstreams:
         from appliance.cli.upstream import print_table
 

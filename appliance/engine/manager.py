@@ -148,6 +148,7 @@ class EngineManager:
         model.record.pinned |= pinned
         model.record.state = ModelState.LOADING
         model.record.error = ""
+        model.record.draft_model = ""
         model.record.load_progress = 0.0
         model.room_error = None
         model.loading = asyncio.create_task(self._load(model), name=f"load-{info.name}")
@@ -232,6 +233,9 @@ class EngineManager:
             draft_tokens=(
                 self.config.engine.speculative_tokens if placement.engine == "llama.cpp" else 0
             ),
+            draft_model_path=placement.draft_model_path,
+            draft_gpu_layers=placement.draft_gpu_layers,
+            draft_required=placement.draft_required,
         )
         try:
             ready = await worker.start(
@@ -246,6 +250,7 @@ class EngineManager:
         record.pid = worker.pid
         record.context_length = ready.context_length
         record.slots = ready.slots
+        record.draft_model = placement.draft_model if ready.draft_model_loaded else ""
         record.loaded_at = time.time()
         record.load_seconds = round(time.monotonic() - started, 3)
         record.load_progress = 1.0

@@ -46,6 +46,14 @@ class Load(msgspec.Struct, tag="load"):
     draft_tokens: int = 8
     """Most tokens drafted by prompt lookup per sequence and step (speculative decoding); 0
     turns drafting off."""
+    draft_model_path: str = ""
+    """A second, smaller GGUF model with the same vocabulary that drafts tokens when prompt
+    lookup has no guess (`engine.draft_model`); empty: none."""
+    draft_gpu_layers: int = 0
+    """Layers of the draft model offloaded to the device (-1 all, 0 none)."""
+    draft_required: bool = False
+    """The administrator named the draft model: failing to load it fails the load. Otherwise
+    (chosen automatically) the model is served without it."""
 
 
 class Submit(msgspec.Struct, tag="submit"):
@@ -109,6 +117,8 @@ class Ready(msgspec.Struct, tag="ready"):
     load_seconds: float
     system_info: str = ""
     slots: int = 1
+    draft_model_loaded: bool = False
+    """The draft model of `Load.draft_model_path` is loaded and drafting."""
 
 
 class LoadFailed(msgspec.Struct, tag="load_failed"):
@@ -177,9 +187,15 @@ class Stats(msgspec.Struct, tag="stats"):
     generated_tokens: int
     decode_steps: int
     draft_tokens: int = 0
-    """Tokens guessed by prompt-lookup drafting and decoded for verification."""
+    """Tokens guessed ahead (speculative decoding) and decoded for verification."""
     draft_accepted: int = 0
     """Of those, the ones the model's own sampling agreed with (each one a step saved)."""
+    lookup_draft_tokens: int = 0
+    """Of `draft_tokens`, those guessed by prompt lookup."""
+    lookup_draft_accepted: int = 0
+    model_draft_tokens: int = 0
+    """Of `draft_tokens`, those guessed by the draft model."""
+    model_draft_accepted: int = 0
 
 
 ToWorker = Load | Submit | Embed | Cancel | Ping | StatsRequest

@@ -15,7 +15,12 @@ import pytest_asyncio
 
 from appliance.engine.client import WorkerProcess
 from appliance.engine.messages import Delta, Done, Submit
-from appliance.engine.worker.speculation import PROBE_EVERY, DraftPolicy, NgramDrafter
+from appliance.engine.worker.speculation import (
+    PROBE_EVERY,
+    AdaptiveLength,
+    DraftPolicy,
+    NgramDrafter,
+)
 from helpers.runtime import load_message
 
 TEXT = " ".join(
@@ -144,3 +149,19 @@ async def test_seeded_sampling_gives_the_same_text_with_and_without_guesses(
     fast, _ = await answer(drafting, Submit("s1", prompt, **request))
     slow, _ = await answer(plain, Submit("s2", prompt, **request))
     assert fast == slow
+
+
+def test_a_draft_model_that_keeps_missing_sits_out_more_steps_until_it_hits() -> None:
+    length = AdaptiveLength(max_draft=8)
+    sat_out = []
+    for _ in range(5):
+        assert length.ready()
+        length.feedback(drafted=4, accepted=0)
+        steps = 0
+        while not length.ready():
+            steps += 1
+        sat_out.append(steps)
+    assert sat_out == [1, 2, 4, 8, 8]
+    assert length.value == 2  # and its guesses shrank to the shortest
+    length.feedback(drafted=2, accepted=2)
+    assert length.ready() and length.value == 4  # a hit: no rest, and the length grows back

@@ -1,4 +1,5 @@
-"""Admin: engine statistics per loaded model (slots, queue, prefix-cache hits, token counts)."""
+"""Admin: engine statistics per loaded model (slots, queue, prefix-cache hits, token counts,
+speculative decoding by source and the draft model in use)."""
 
 from __future__ import annotations
 
@@ -15,4 +16,6 @@ async def model_stats(name: str, services: ServicesDep) -> dict[str, object]:
     """Live counters from the model's worker: it answers between two decode steps."""
     services.store.get(name)  # 404 for a model that is not installed
     stats = await services.engine.stats(name)
-    return {"model": name, **msgspec.structs.asdict(stats)}
+    loaded = services.engine.state_of(name)
+    draft = loaded.draft_model if loaded else ""
+    return {"model": name, "draft_model": draft, **msgspec.structs.asdict(stats)}

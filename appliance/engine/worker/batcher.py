@@ -10,7 +10,10 @@ Speculative decoding by prompt lookup (`speculation.py`): a generating sequence 
 tokens occurred before in its conversation puts the tokens that followed them into the same
 step as guesses; each guess is kept only while the token sampled at its position equals it, so
 the output is the same as without guessing, and one step may yield several tokens. Guesses are
-limited per step (`SPEC_STEP_TOKENS`) so a full batch of streams never pays for them.
+limited per step (`SPEC_STEP_TOKENS`) so a full batch of streams never pays for them. Where a
+draft model is loaded (`draft_model.py`), it guesses for the sequences prompt lookup has no
+guess for (lookup is free, the draft model costs a decode per guessed position), while few
+sequences generate (`DRAFT_STREAMS`); its guesses go through the same verification.
 May import engine.messages and the worker's own modules.
 """
 
@@ -33,7 +36,7 @@ from appliance.engine.messages import (
 )
 from appliance.engine.worker.errors import RequestRejected
 from appliance.engine.worker.slots import Choice, Slot, common_prefix
-from appliance.engine.worker.speculation import DraftPolicy, NgramDrafter
+from appliance.engine.worker.speculation import DRAFT_STREAMS, DraftPolicy, NgramDrafter
 
 if TYPE_CHECKING:
     # Either runtime drives the batcher: llama.cpp's, or onnxruntime's (`onnxrt.OnnxRuntime`,
@@ -62,7 +65,11 @@ class Batcher:
         self.generated_tokens = 0
         self.draft_tokens = 0
         self.draft_accepted = 0
+        self.drafted = {"lookup": 0, "model": 0}
+        self.accepted = {"lookup": 0, "model": 0}
         self.max_draft = max(0, getattr(runtime, "draft_tokens", 0))
+        # The ONNX runtime has none; llama.cpp's has one where a draft model was loaded.
+        self.draft_model = getattr(runtime, "draft_model", None) if self.max_draft else None
         self.draft_policy = DraftPolicy()
         self._decode_only = False  # whether the step being filled has no prompt positions
 
@@ -106,6 +113,10 @@ class Batcher:
             decode_steps=self.steps,
             draft_tokens=self.draft_tokens,
             draft_accepted=self.draft_accepted,
+            lookup_draft_tokens=self.drafted["lookup"],
+            lookup_draft_accepted=self.accepted["lookup"],
+            model_draft_tokens=self.drafted["model"],
+            model_draft_accepted=self.accepted["model"],
         )
 
     # --- admission and prefix reuse ------------------------------------------------------
@@ -238,21 +249,21 @@ class Batcher:
         # Generating sequences first (one token each), then prompt chunks in the room left.
         active = [s for s in self.slots if s.busy and s.pending]
         active.sort(key=lambda s: len(s.pending) > 1)
-        generating = sum(len(s.pending) == 1 for s in active)
-        self._decode_only = generating == len(active)
-        spare = min(budget, SPEC_STEP_TOKENS) - generating  # positions guesses may take
+        generating = [s for s in active if len(s.pending) == 1]
+        self._decode_only = len(generating) == len(active)
+        spare = min(budget, SPEC_STEP_TOKENS) - len(generating)  # positions guesses may take
+        for slot in active:
+            slot.draft = []
         if spare > 0 and self.max_draft:
             real = min(budget, sum(len(s.pending) for s in active))
-            if not self.draft_policy.worth_drafting(real, spare):
-                spare = 0
-        offered = spare
+            if self.draft_policy.worth_drafting(real, spare):
+                self._plan_drafts(generating, spare)
         for slot in active:
             room = budget - count
             if room <= 0:
+                slot.draft = []
                 break
-            if spare > 0 and len(slot.pending) == 1:
-                slot.draft = self._draft(slot, min(spare, room - 1))
-                spare -= len(slot.draft)
+            del slot.draft[max(0, room - 1) :]  # never binds: guesses fit in the spare
             take = slot.pending[:room]
             if slot.draft:
                 take = take + slot.draft
@@ -275,21 +286,55 @@ class Batcher:
                 batch.logits[count - 1] = True
                 outputs.append((count - 1, slot))
         batch.n_tokens = count
-        if offered > 0:
-            self.draft_policy.record_drafted(offered - spare)
+        self.draft_policy.record_drafted(sum(len(slot.draft) for slot in active))
         return outputs
 
-    def _draft(self, slot: Slot, room: int) -> list[int]:
-        """Guesses for a generating slot (never while its prompt is still going in)."""
+    def _plan_drafts(self, generating: list[Slot], spare: int) -> None:
+        """Set the guesses of generating slots, `spare` positions in all: prompt lookup's where
+        it has one, else the draft model's (all of those in one go, batched)."""
+        asking: list[tuple[Slot, int]] = []
+        model = self.draft_model is not None and len(generating) <= DRAFT_STREAMS
+        for slot in generating:
+            if spare <= 0:
+                break
+            room = self._draft_room(slot, spare)
+            if room <= 0 or slot.drafter is None:
+                continue
+            guess = slot.drafter.draft(room)
+            if guess:
+                slot.draft, slot.draft_source = guess, "lookup"
+                spare -= len(guess)
+            elif model and slot.drafter.model_length.ready():
+                wanted = min(room, slot.drafter.model_length.value)
+                asking.append((slot, wanted))
+                spare -= wanted
+        if not asking:
+            return
+        assert self.draft_model is not None
+        try:
+            drafts = self.draft_model.draft(
+                [(slot.seq, slot.cached + slot.pending, wanted) for slot, wanted in asking]
+            )
+        except Exception:
+            # Guesses only ever save time: a draft model that fails is dropped, and the
+            # conversations go on without it.
+            traceback.print_exc(file=sys.stderr)
+            print("worker: the draft model failed; going on without it", file=sys.stderr)
+            self.draft_model = None
+            return
+        for slot, wanted in asking:
+            slot.draft, slot.draft_source = drafts.get(slot.seq, [])[:wanted], "model"
+
+    def _draft_room(self, slot: Slot, spare: int) -> int:
+        """Most guesses for a generating slot (none while its prompt is still going in)."""
         choice = slot.choice
-        if slot.drafter is None or choice is None or choice.generated == 0:
-            return []
-        room = min(
-            room,
+        if choice is None or choice.generated == 0:
+            return 0
+        return min(
+            spare,
             choice.request.max_tokens - choice.generated - 1,
             self.rt.context_length - len(slot.cached) - 2,
         )
-        return slot.drafter.draft(room) if room > 0 else []
 
     def _verify_or_fail(self, slot: Slot, first_index: int) -> None:
         """Sample at the real token's position, then at each guess while the guesses hold.
@@ -321,8 +366,12 @@ class Batcher:
         self.draft_tokens += len(draft)
         self.draft_accepted += accepted
         self.draft_policy.record_verify(len(draft), accepted)
+        source = slot.draft_source
+        self.drafted[source] += len(draft)
+        self.accepted[source] += accepted
         if slot.drafter is not None:
-            slot.drafter.feedback(len(draft), accepted)
+            length = slot.drafter.lookup_length if source == "lookup" else slot.drafter.model_length
+            length.feedback(len(draft), accepted)
 
     def _start_siblings(self, primary: Slot, batch_index: int) -> None:
         request = primary.choice.request if primary.choice else None

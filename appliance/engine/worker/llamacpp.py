@@ -18,6 +18,7 @@ import llama_cpp as L
 import numpy as np
 
 from appliance.engine.messages import Load, Submit, TokenLogprob, TopLogprob
+from appliance.engine.worker.draft_model import DraftModel
 from appliance.engine.worker.errors import LoadError, RequestRejected
 
 
@@ -125,7 +126,25 @@ class LlamaRuntime:
         self._ids: np.ndarray | None = None
         self.bos = L.llama_vocab_bos(self.vocab)
         self.add_bos = bool(L.llama_vocab_get_add_bos(self.vocab))
+        self.draft_model: DraftModel | None = None
+        if request.draft_model_path and self.draft_tokens > 0:
+            self.draft_model = self._load_draft(request)
         self.load_seconds = time.monotonic() - started
+
+    def _load_draft(self, request: Load) -> DraftModel | None:
+        """The draft model on the main model's device (wholly, or not at all when the main
+        model is only partly offloaded); a draft the administrator did not name that fails to
+        load is left out, the model is served without it."""
+        try:
+            return DraftModel(
+                request.draft_model_path, slots=self.slots, context_length=self.context_length,
+                threads=self.threads, gpu_layers=request.draft_gpu_layers, main_vocab=self.n_vocab,
+            )  # fmt: skip
+        except LoadError as error:
+            if request.draft_required:
+                raise
+            print(f"worker: serving without a draft model: {error}", file=sys.stderr, flush=True)
+            return None
 
     # --- tokens -------------------------------------------------------------------------
 

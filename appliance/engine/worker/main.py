@@ -153,6 +153,7 @@ class Worker:
                 load_seconds=self.runtime.load_seconds,
                 system_info=self.runtime.system_info(),
                 slots=self.runtime.slots,
+                draft_model_loaded=getattr(self.runtime, "draft_model", None) is not None,
             )
         )
         return True

@@ -124,6 +124,8 @@ class Slot:
     """The choice's prompt-lookup drafter (`speculation.NgramDrafter`), None without one."""
     draft: list[int] = field(default_factory=list)
     """Tokens guessed to follow `pending`, in this step's batch for verification."""
+    draft_source: str = "lookup"
+    """Who guessed `draft`: `lookup` (prompt lookup) or `model` (the draft model)."""
 
     @property
     def busy(self) -> bool:

@@ -10,11 +10,13 @@ the output is exactly what decoding one token at a time would give, for any samp
 
 No model, no download: drafting costs a dictionary lookup per step, and a wrong guess costs the
 extra positions of one decode (cheap while decoding is memory-bound). The draft length adapts:
-it grows while guesses are accepted and shrinks when they are not. Whether a step drafts at all
-is `DraftPolicy`'s call: with many streams a decode step is compute-bound and every guessed
-position costs nearly what a real token costs, so guesses pay only when they are accepted often
-enough (measured: drafting on every step made 16 streams 0.80x as fast on a 2-core VM). May
-import nothing from the appliance.
+it grows while guesses are accepted and shrinks when they are not. The same rule sizes the
+guesses of a draft model (`draft_model.py`), kept apart per sequence: the two kinds of guess
+hold for different stretches of text. Whether a step carries guesses at all is `DraftPolicy`'s
+call: with many streams a decode step is compute-bound and every guessed position costs nearly
+what a real token costs, so guesses pay only when they are accepted often enough (measured:
+drafting on every step made 8 and 16 streams 0.77-0.80x as fast on a 2-core VM). May import
+nothing from the appliance.
 """
 
 from __future__ import annotations
@@ -22,14 +24,59 @@ from __future__ import annotations
 NGRAM = 3
 """Tokens matched before drafting: shorter matches guess wrong too often to pay."""
 MIN_DRAFT = 2
+MAX_REST = 8
+"""Most steps a draft model sits out after guesses that all failed."""
+DRAFT_STREAMS = 4
+"""Most generating sequences in a step for a draft model to guess for, and its KV streams: its
+decodes run before the main model's, one per guessed position, and pay only while the main
+step is cheap (few sequences); fewer streams than slots also keep its KV cache small."""
+
+
+class AdaptiveLength:
+    """How many tokens to guess next: doubled after a fully accepted draft, halved (but never
+    below what was just accepted plus one) when fewer than half held.
+
+    For guesses that cost something to make (a draft model's decodes), `ready()` also sits out
+    steps after a draft of which nothing held: 1, 2, 4, then `MAX_REST` steps while they keep
+    failing, so a draft model that never agrees with the model costs a decode every few steps,
+    not every step."""
+
+    def __init__(self, max_draft: int) -> None:
+        self.max_draft = max_draft
+        self.value = max_draft
+        self.rest = 0
+        """Steps still to sit out."""
+        self._backoff = 0
+
+    def ready(self) -> bool:
+        """Whether to guess this step (counts a step sat out)."""
+        if self.rest > 0:
+            self.rest -= 1
+            return False
+        return True
+
+    def feedback(self, drafted: int, accepted: int) -> None:
+        if drafted == 0:
+            return
+        if accepted == 0:
+            self._backoff = min(max(1, self._backoff * 2), MAX_REST)
+            self.rest = self._backoff
+        else:
+            self._backoff = 0
+        if accepted == drafted:
+            self.value = min(self.max_draft, self.value * 2)
+        elif accepted < drafted // 2:
+            self.value = max(MIN_DRAFT, accepted + 1, self.value // 2)
 
 
 class NgramDrafter:
-    """The n-gram index and adaptive draft length of one sequence."""
+    """The n-gram index of one sequence, and the adaptive lengths of its guesses (by lookup,
+    and by the draft model where one is loaded)."""
 
     def __init__(self, tokens: list[int], max_draft: int) -> None:
         self.max_draft = max_draft
-        self.length = max_draft
+        self.lookup_length = AdaptiveLength(max_draft)
+        self.model_length = AdaptiveLength(max_draft)
         self.history: list[int] = []
         self._last_end: dict[tuple[int, ...], int] = {}
         self._previous: int | None = None
@@ -51,19 +98,14 @@ class NgramDrafter:
     def draft(self, room: int) -> list[int]:
         """Up to min(room, current length) tokens guessed to follow the history; may be []."""
         start = self._previous
-        limit = min(room, self.length)
+        limit = min(room, self.lookup_length.value)
         if start is None or limit < 1:
             return []
         return self.history[start : start + limit]
 
     def feedback(self, drafted: int, accepted: int) -> None:
-        """Adapt the draft length to how many of `drafted` tokens were accepted."""
-        if drafted == 0:
-            return
-        if accepted == drafted:
-            self.length = min(self.max_draft, self.length * 2)
-        elif accepted < drafted // 2:
-            self.length = max(MIN_DRAFT, accepted + 1, self.length // 2)
+        """Adapt the lookup draft length to how many of `drafted` tokens were accepted."""
+        self.lookup_length.feedback(drafted, accepted)
 
 
 PROBE_EVERY = 64
