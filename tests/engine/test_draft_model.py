@@ -103,8 +103,9 @@ async def test_a_random_drafter_with_the_same_vocabulary_changes_nothing_but_the
     assert drafted == plain
     guessed = after.model_draft_tokens - before.model_draft_tokens
     kept = after.model_draft_accepted - before.model_draft_accepted
-    # It guessed, missed, and so guessed less and less often (a decode every few steps).
-    assert 3 <= guessed < 40 and kept < guessed * 0.3, after
+    # It guessed, missed, and so guessed less and less often: its share of held guesses fell,
+    # and the drafting policy stops asking it while its guesses cannot pay.
+    assert 1 <= guessed < 40 and kept < guessed * 0.3, after
 
 
 @in_module_loop

@@ -58,14 +58,12 @@ def test_the_draft_length_shrinks_when_guesses_fail_and_grows_back() -> None:
     assert len(drafter.draft(room=8)) == 8
 
 
-def policy_after(step_ms: dict[int, float], accepted: int, drafted: int) -> DraftPolicy:
-    """A policy that has seen decode steps of these sizes take these times, and guesses held."""
+def policy_after(step_ms: dict[int, float]) -> DraftPolicy:
+    """A policy that has seen decode steps of these sizes take these times."""
     policy = DraftPolicy()
     for _ in range(20):
         for positions, ms in step_ms.items():
             policy.record_step(positions, ms / 1000)
-        policy.record_verify(drafted, accepted)
-        policy.record_drafted(8)
     return policy
 
 
@@ -76,26 +74,37 @@ SIXTEEN_STREAMS = {16: 100.0, 24: 140.0}
 
 
 def test_guesses_ride_along_while_a_step_costs_little_more_with_them() -> None:
-    policy = policy_after({**ONE_STREAM, **SIXTEEN_STREAMS}, accepted=3, drafted=10)
-    assert policy.worth_drafting(1, room=23)
+    policy = policy_after({**ONE_STREAM, **SIXTEEN_STREAMS})
+    assert policy.choose(1, [(8, 0.3)]) == {0}
 
 
-def test_no_guesses_with_many_streams_on_a_compute_bound_step_unless_nearly_all_hold() -> None:
-    policy = policy_after({**ONE_STREAM, **SIXTEEN_STREAMS}, accepted=6, drafted=10)
-    assert not policy.worth_drafting(16, room=8)
-    sure = policy_after({**ONE_STREAM, **SIXTEEN_STREAMS}, accepted=10, drafted=10)
-    assert sure.worth_drafting(16, room=8)
+def test_with_many_streams_on_a_compute_bound_step_only_a_quoting_sequence_guesses() -> None:
+    policy = policy_after({**ONE_STREAM, **SIXTEEN_STREAMS})
+    # Sixteen stories and one edit among them: only the edit's guesses hold often enough.
+    assert policy.choose(16, [(3, 0.3), (4, 0.95), (1, 0.4)]) == {1}
+    assert policy.choose(16, [(4, 0.3), (4, 0.4)]) == set()
 
 
-def test_a_policy_that_stopped_drafting_still_tries_now_and_then_to_see_if_it_pays_again() -> None:
-    policy = policy_after(SIXTEEN_STREAMS, accepted=1, drafted=10)
-    decisions = [policy.worth_drafting(16, room=8) for _ in range(3 * PROBE_EVERY)]
-    assert decisions.count(True) == 3
+def test_a_policy_that_stopped_drafting_still_lets_guesses_ride_now_and_then() -> None:
+    policy = policy_after(SIXTEEN_STREAMS)
+    decisions = [policy.choose(16, [(8, 0.1)]) for _ in range(3 * PROBE_EVERY)]
+    assert decisions.count({0}) == 3
 
 
 def test_a_step_size_not_seen_yet_is_drafted_to_learn_what_guesses_cost() -> None:
-    policy = policy_after(SIXTEEN_STREAMS, accepted=1, drafted=10)
-    assert policy.worth_drafting(4, room=20)
+    policy = policy_after(SIXTEEN_STREAMS)
+    assert policy.choose(4, [(8, 0.1)]) == {0}
+    assert policy.step_time(20) == pytest.approx(0.120)  # between the sizes seen: interpolated
+
+
+def test_a_sequence_s_share_of_held_guesses_follows_what_it_now_writes() -> None:
+    length = AdaptiveLength(max_draft=8)
+    for _ in range(6):
+        length.feedback(drafted=8, accepted=8)
+    assert length.share > 0.9
+    for _ in range(6):
+        length.feedback(drafted=4, accepted=0)
+    assert length.share < 0.15
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")

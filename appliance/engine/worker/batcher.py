@@ -256,8 +256,15 @@ class Batcher:
             slot.draft = []
         if spare > 0 and self.max_draft:
             real = min(budget, sum(len(s.pending) for s in active))
-            if self.draft_policy.worth_drafting(real, spare):
-                self._plan_drafts(generating, spare)
+            self._plan_drafts(generating, spare, real)
+            # Lookup's guesses cost nothing to make, only to decode: keep the ones that pay.
+            guessing = [slot for slot in generating if slot.draft]
+            keep = self.draft_policy.choose(
+                real, [(len(slot.draft), self._share(slot)) for slot in guessing]
+            )
+            for index, slot in enumerate(guessing):
+                if index not in keep:
+                    slot.draft = []
         for slot in active:
             room = budget - count
             if room <= 0:
@@ -286,10 +293,18 @@ class Batcher:
                 batch.logits[count - 1] = True
                 outputs.append((count - 1, slot))
         batch.n_tokens = count
-        self.draft_policy.record_drafted(sum(len(slot.draft) for slot in active))
         return outputs
 
-    def _plan_drafts(self, generating: list[Slot], spare: int) -> None:
+    @staticmethod
+    def _share(slot: Slot) -> float:
+        """The running share of this sequence's guesses (of the kind it has now) that held."""
+        drafter = slot.drafter
+        if drafter is None:
+            return 0.0
+        length = drafter.lookup_length if slot.draft_source == "lookup" else drafter.model_length
+        return length.share
+
+    def _plan_drafts(self, generating: list[Slot], spare: int, positions: int) -> None:
         """Set the guesses of generating slots, `spare` positions in all: prompt lookup's where
         it has one, else the draft model's (all of those in one go, batched)."""
         asking: list[tuple[Slot, int]] = []
@@ -304,7 +319,15 @@ class Batcher:
             if guess:
                 slot.draft, slot.draft_source = guess, "lookup"
                 spare -= len(guess)
-            elif model and slot.drafter.model_length.ready():
+            elif (
+                model
+                and slot.drafter.model_length.ready()
+                and self.draft_policy.pays(
+                    positions,
+                    min(room, slot.drafter.model_length.value),
+                    slot.drafter.model_length.share,
+                )
+            ):
                 wanted = min(room, slot.drafter.model_length.value)
                 asking.append((slot, wanted))
                 spare -= wanted
@@ -365,7 +388,6 @@ class Batcher:
             self.rt.forget(slot.seq, len(slot.cached))
         self.draft_tokens += len(draft)
         self.draft_accepted += accepted
-        self.draft_policy.record_verify(len(draft), accepted)
         source = slot.draft_source
         self.drafted[source] += len(draft)
         self.accepted[source] += accepted

@@ -32,6 +32,13 @@ decodes run before the main model's, one per guessed position, and pay only whil
 step is cheap (few sequences); fewer streams than slots also keep its KV cache small."""
 
 
+PRIOR_SHARE = 0.5
+"""The share of guesses expected to hold before a sequence has shown any."""
+SHARE_SMOOTHING = 0.3
+"""Weight of the latest draft in a sequence's running share: a conversation turns from prose to
+quoting within a few steps, and the share must follow it."""
+
+
 class AdaptiveLength:
     """How many tokens to guess next: doubled after a fully accepted draft, halved (but never
     below what was just accepted plus one) when fewer than half held.
@@ -44,6 +51,8 @@ class AdaptiveLength:
     def __init__(self, max_draft: int) -> None:
         self.max_draft = max_draft
         self.value = max_draft
+        self.share = PRIOR_SHARE
+        """Running share of this sequence's guesses that held (`DraftPolicy` weighs them)."""
         self.rest = 0
         """Steps still to sit out."""
         self._backoff = 0
@@ -58,6 +67,7 @@ class AdaptiveLength:
     def feedback(self, drafted: int, accepted: int) -> None:
         if drafted == 0:
             return
+        self.share += SHARE_SMOOTHING * (accepted / drafted - self.share)
         if accepted == 0:
             self._backoff = min(max(1, self._backoff * 2), MAX_REST)
             self.rest = self._backoff
@@ -109,21 +119,23 @@ class NgramDrafter:
 
 
 PROBE_EVERY = 64
-"""Steps between two drafting steps while drafting does not pay: keeps the acceptance estimate
-true to what the conversations now say, so drafting comes back when it pays again."""
+"""Steps between two steps whose guesses all ride, while none pay: keeps each sequence's share
+of held guesses true to what it now says, so drafting comes back when it pays again."""
 
 
 class DraftPolicy:
-    """Whether guesses pay in the next step, from what decode steps cost and guesses earned.
+    """Which sequences' guesses pay in the next step, from what decode steps cost and what each
+    sequence's guesses have earned.
 
-    A step of n real positions yields n tokens in T(n) seconds. With d guesses added it yields
-    n + a*d (a: the share of guesses accepted) in T(n + d). Drafting pays when the second rate
-    is the higher: nearly always at one stream, where a step is memory-bound and T barely grows
-    with d; rarely with sixteen streams on a CPU, where each position costs compute. T is
-    learned from decode-only steps (each position asks for logits, as guesses do; a prompt
-    chunk does not), as a running average per step size, because it is not linear: flat while
-    memory-bound, steep once compute-bound. a and the usual d are running averages too. A size
-    never seen means drafting, which is how it is learned.
+    A step of n real positions yields n tokens in T(n) seconds: the rate n / T(n). A sequence
+    whose guesses hold with share a adds g positions and a*g expected tokens; they pay when
+    their own rate, a*g / (T(n + g) - T(n)), beats the step's. Sequences are taken best share
+    first, each against the step as the ones before left it. With one stream a step is
+    memory-bound and T barely grows with g: guesses nearly always pay. With sixteen streams on
+    a CPU each position costs compute: only a sequence that quotes (an edit, a summary) pays.
+    T is learned from decode-only steps (each position asks for logits, as guesses do; a prompt
+    chunk does not) as a running average per step size, because it is not linear; between sizes
+    seen it is interpolated, and a size beyond them means drafting, which is how it is learned.
     """
 
     def __init__(self, smoothing: float = 0.1, probe_every: int = PROBE_EVERY) -> None:
@@ -131,15 +143,7 @@ class DraftPolicy:
         self.probe_every = probe_every
         self.step_s: dict[int, float] = {}
         """Running average of a decode-only step's seconds, by its number of positions."""
-        # Accepted and drafted guesses, decayed: the prior is one accepted in two.
-        self._accepted, self._drafted = 1.0, 2.0
-        self.usual_draft = 0.0
-        """Running average of the guesses in a step that had some."""
-        self._since_draft = 0
-
-    @property
-    def acceptance(self) -> float:
-        return self._accepted / self._drafted
+        self._since_probe = 0
 
     def record_step(self, positions: int, seconds: float) -> None:
         """A decode-only step (every position asked for logits) and how long it took."""
@@ -148,29 +152,48 @@ class DraftPolicy:
             seconds if known is None else known + self.smoothing * (seconds - known)
         )
 
-    def record_verify(self, drafted: int, accepted: int) -> None:
-        """One sequence's guesses of a step and how many held."""
-        if drafted:
-            keep = 1.0 - self.smoothing
-            self._accepted = self._accepted * keep + accepted
-            self._drafted = self._drafted * keep + drafted
+    def step_time(self, positions: int) -> float | None:
+        """T(positions): seen, or interpolated between the sizes seen around it; else None."""
+        if positions in self.step_s:
+            return self.step_s[positions]
+        below = [n for n in self.step_s if n < positions]
+        above = [n for n in self.step_s if n > positions]
+        if not below or not above:
+            return None
+        low, high = max(below), min(above)
+        t_low, t_high = self.step_s[low], self.step_s[high]
+        return t_low + (t_high - t_low) * (positions - low) / (high - low)
 
-    def record_drafted(self, drafted: int) -> None:
-        """All the guesses that went into one step (0 steps are not counted)."""
-        if drafted:
-            known = self.usual_draft or float(drafted)
-            self.usual_draft = known + self.smoothing * (drafted - known)
+    def pays(self, positions: int, guesses: int, share: float) -> bool:
+        """Whether one sequence's `guesses` alone would pay in a step of `positions` (asked
+        before a draft model spends decodes making them)."""
+        now, then = self.step_time(positions), self.step_time(positions + guesses)
+        if now is None or then is None:
+            return True  # a size not seen yet: draft, and learn what it costs
+        return share * guesses * now > positions * (then - now)
 
-    def worth_drafting(self, positions: int, room: int) -> bool:
-        """Whether guesses (at most `room`) should ride in a step of `positions` real ones."""
-        self._since_draft += 1
-        guesses = max(1, round(min(room, self.usual_draft or room)))
-        plain, drafted = self.step_s.get(positions), self.step_s.get(positions + guesses)
-        if plain is None or drafted is None:
-            pays = True  # a size not seen yet: draft, and learn what it costs
-        else:
-            pays = (positions + self.acceptance * guesses) * plain > positions * drafted
-        if pays or self._since_draft >= self.probe_every:
-            self._since_draft = 0
-            return True
-        return False
+    def choose(self, positions: int, candidates: list[tuple[int, float]]) -> set[int]:
+        """Which of `candidates` ((guesses, share held) per sequence, by index) ride in a step
+        of `positions` real positions."""
+        self._since_probe += 1
+        if self._since_probe >= self.probe_every:
+            self._since_probe = 0
+            return set(range(len(candidates)))
+        chosen: set[int] = set()
+        tokens, size = float(positions), positions
+        order = sorted(range(len(candidates)), key=lambda i: -candidates[i][1])
+        for index in order:
+            guesses, share = candidates[index]
+            if guesses <= 0:
+                continue
+            now, then = self.step_time(size), self.step_time(size + guesses)
+            if now is None or then is None:
+                pays = True  # a size not seen yet: draft, and learn what it costs
+            else:
+                extra = then - now
+                pays = extra <= 0 or share * guesses * now > tokens * extra
+            if pays:
+                chosen.add(index)
+                tokens += share * guesses
+                size += guesses
+        return chosen
