@@ -67,8 +67,11 @@ class Run:
 _QUIET = ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p)(lambda *_: None)
 
 
-def raw_decode_tps(model: Path, threads: int, sequences: int, steps: int) -> float:
-    """Tokens per second of plain greedy batched decoding, no server, no Python per request."""
+def raw_decode_tps(
+    model: Path, threads: int, sequences: int, steps: int, question: str = QUESTION
+) -> float:
+    """Tokens per second of plain greedy batched decoding, no server, no Python per request,
+    after the chat prompt of `question` (a long one makes each step attend over more)."""
     from appliance.config import load_config
     from appliance.runtime import activate_in_process
 
@@ -80,16 +83,16 @@ def raw_decode_tps(model: Path, threads: int, sequences: int, steps: int) -> flo
     mparams = L.llama_model_default_params()
     llm = L.llama_model_load_from_file(str(model).encode(), mparams)
     vocab = L.llama_model_get_vocab(llm)
+    prompt = f"<|im_start|>user\n{question}<|im_end|>\n<|im_start|>assistant\n".encode()
+    tokens = (L.llama_token * 512)()
+    n_prompt = L.llama_tokenize(vocab, prompt, len(prompt), tokens, 512, False, True)
     cparams = L.llama_context_default_params()
-    cparams.n_ctx = sequences * 512
+    cparams.n_ctx = sequences * max(512, n_prompt + steps + 8)
     cparams.n_batch = 512
     cparams.n_seq_max = sequences
     cparams.kv_unified = True
     cparams.n_threads = cparams.n_threads_batch = threads
     ctx = L.llama_init_from_model(llm, cparams)
-    prompt = f"<|im_start|>user\n{QUESTION}<|im_end|>\n<|im_start|>assistant\n".encode()
-    tokens = (L.llama_token * 256)()
-    n_prompt = L.llama_tokenize(vocab, prompt, len(prompt), tokens, 256, False, True)
     batch = L.llama_batch_init(512, 0, sequences)
     for i in range(n_prompt):
         batch.token[i], batch.pos[i], batch.n_seq_id[i] = tokens[i], i, sequences
@@ -253,11 +256,14 @@ def median_run(runs: list[Run]) -> Run:
     return ordered[len(ordered) // 2]
 
 
-def raw_in_subprocess(args: argparse.Namespace, sequences: int) -> float:
+def raw_in_subprocess(
+    args: argparse.Namespace, sequences: int, question: str = QUESTION, steps: int = 0
+) -> float:
     """The ceiling, measured in a fresh process (like the servers' workers)."""
     output = subprocess.run(
         [sys.executable, __file__, "--model", str(args.model), "--threads", str(args.threads),
-         "--max-tokens", str(args.max_tokens), "--raw-only", str(sequences)],
+         "--max-tokens", str(steps or args.max_tokens), "--raw-only", str(sequences),
+         "--raw-question", question],
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
     return float(output.strip().splitlines()[-1])
@@ -310,13 +316,15 @@ def main() -> None:
     parser.add_argument("--plot", type=Path, default=HERE / "engine.png")
     parser.add_argument("--rounds", type=int, default=5, help="repeats per point; median kept")
     parser.add_argument("--raw-only", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--raw-question", default=QUESTION, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.model is None:
         from appliance.store.embedded import embedded_model_path
 
         args.model = embedded_model_path()
     if args.raw_only:
-        print(raw_decode_tps(args.model, args.threads, args.raw_only, args.max_tokens))
+        print(raw_decode_tps(args.model, args.threads, args.raw_only, args.max_tokens,
+                             args.raw_question))  # fmt: skip
         return
     clients = [int(c) for c in args.clients.split(",")]
 
