@@ -84,16 +84,18 @@ def raw_decode_tps(
     llm = L.llama_model_load_from_file(str(model).encode(), mparams)
     vocab = L.llama_model_get_vocab(llm)
     prompt = f"<|im_start|>user\n{question}<|im_end|>\n<|im_start|>assistant\n".encode()
-    tokens = (L.llama_token * 512)()
-    n_prompt = L.llama_tokenize(vocab, prompt, len(prompt), tokens, 512, False, True)
+    tokens = (L.llama_token * 4096)()
+    n_prompt = L.llama_tokenize(vocab, prompt, len(prompt), tokens, 4096, False, True)
+    assert n_prompt > 0, "the prompt does not fit in 4,096 tokens"
+    n_batch = max(512, n_prompt)  # the whole prompt in one decode
     cparams = L.llama_context_default_params()
     cparams.n_ctx = sequences * max(512, n_prompt + steps + 8)
-    cparams.n_batch = 512
+    cparams.n_batch = cparams.n_ubatch = n_batch
     cparams.n_seq_max = sequences
     cparams.kv_unified = True
     cparams.n_threads = cparams.n_threads_batch = threads
     ctx = L.llama_init_from_model(llm, cparams)
-    batch = L.llama_batch_init(512, 0, sequences)
+    batch = L.llama_batch_init(n_batch, 0, sequences)
     for i in range(n_prompt):
         batch.token[i], batch.pos[i], batch.n_seq_id[i] = tokens[i], i, sequences
         for s in range(sequences):
