@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import copy
 import json
 import os
 import statistics
@@ -71,7 +72,11 @@ class Server:
 
 
 def start_ours(
-    model: Path, args: argparse.Namespace, home: Path, env_extra: dict[str, str]
+    model: Path,
+    args: argparse.Namespace,
+    home: Path,
+    env_extra: dict[str, str],
+    import_model: bool = True,
 ) -> Server:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("APPLIANCE_")}
@@ -87,8 +92,9 @@ def start_ours(
     env["APPLIANCE_RUNTIME__CACHE_DIR"] = str(RUNTIME_CACHE)
     env.update(env_extra)
     appliance = [sys.executable, "-m", "appliance"]
-    subprocess.run([*appliance, "models", "import", str(model), "--name", "bench"], env=env,
-                   check=True, capture_output=True)  # fmt: skip
+    if import_model:
+        subprocess.run([*appliance, "models", "import", str(model), "--name", "bench"], env=env,
+                       check=True, capture_output=True)  # fmt: skip
     process = subprocess.Popen(
         [*appliance, "serve"], env=env, stdout=subprocess.DEVNULL,
         stderr=open(home / "daemon.log", "wb"),  # noqa: SIM115 (open while the server runs)
@@ -139,6 +145,36 @@ def rss_mib(pid: int) -> float:
         except FileNotFoundError:
             continue
     return total / 1024
+
+
+def answers(server: Server) -> bool:
+    try:
+        return httpx.get(server.base.removesuffix("/v1") + "/health", timeout=5).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def restart_dead(
+    group: list[Server], args: argparse.Namespace, home: Path, env: dict[str, str]
+) -> None:
+    """Start again, in place, the servers of `group` that stopped answering (after letting one
+    that is draining finish its exit)."""
+    for index, server in enumerate(group):
+        if answers(server):
+            continue
+        try:
+            server.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            server.process.kill()
+            server.process.wait()
+        if server.name == "llama-server":
+            fresh = start_llama_server(args.model, args)
+        else:
+            fresh = start_ours(args.model, args, home, env, import_model=False)
+            fresh.name = server.name
+        asyncio.run(load_test(fresh.base, fresh.model, 1, 8))  # warm, as at the start
+        print(f"restarted {server.name}", file=sys.stderr)
+        group[index] = fresh
 
 
 def own_rss_mib(pid: int) -> float:
@@ -279,7 +315,8 @@ def main() -> None:
                 plain[0].name = "ours, drafting off"
             for s in servers + plain:  # warm-up
                 asyncio.run(load_test(s.base, s.model, 1, 8))
-            for r in range(args.rounds):
+
+            def run_round(r: int) -> None:
                 for c in clients:
                     runs = paired(
                         servers,
@@ -296,7 +333,7 @@ def main() -> None:
                         runs["ours"].ttft_p50_ms / runs["llama-server"].ttft_p50_ms
                     )
                 nonce = f"{r}-{time.time_ns()}"
-                cw = paired(servers, lambda s: asyncio.run(cold_warm(s, nonce)), r)  # noqa: B023
+                cw = paired(servers, lambda s: asyncio.run(cold_warm(s, nonce)), r)
                 for name, (c_ms, w_ms) in cw.items():
                     cold[name].append(c_ms)
                     warm[name].append(w_ms)
@@ -324,6 +361,36 @@ def main() -> None:
                     )
                 print(f"round {r + 1}/{args.rounds}: " + ", ".join(
                     f"{k} {v[-1]:.2f}" for k, v in ratios.items()), file=sys.stderr)  # fmt: skip
+
+            # A round is kept whole or not at all: on this project's shared VMs something
+            # outside has sent SIGTERM to every server of a run at once, mid-round (both logs
+            # show an orderly exit). Then the dead servers are started again and the round is
+            # repeated, up to 3 times.
+            collected = (tps, ttft, ratios, cold, warm, edit, raw_ceiling)
+            r = 0
+            retries = 0
+            while r < args.rounds:
+                before = copy.deepcopy(collected)
+                try:
+                    run_round(r)
+                except (httpx.TransportError, httpx.HTTPStatusError) as error:
+                    retries += 1
+                    if retries > 3:
+                        raise
+                    print(f"round {r + 1} lost ({error!r}); restarting what died and repeating "
+                          "it", file=sys.stderr)  # fmt: skip
+                    for target, saved in zip(collected, before, strict=True):
+                        target.clear()
+                        if isinstance(target, dict):
+                            target.update(saved)
+                        else:
+                            target.extend(saved)
+                    restart_dead(servers, args, Path(home), ours_env)
+                    restart_dead(plain, args, Path(home) / "plain",
+                                 {**ours_env, "APPLIANCE_ENGINE__SPECULATIVE_TOKENS": "0"})  # fmt: skip
+                    continue
+                r += 1
+
             for s in servers:
                 memory[s.name] = rss_mib(s.process.pid)
             # Our daemon (API, store, console server) is one process per box, the worker one
