@@ -23,14 +23,13 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import httpx
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_engine import free_port, wait_ready
-from bench_vs_llama_server import EDIT_PROMPT, RUNTIME_CACHE, Server
+from bench_vs_llama_server import EDIT_PROMPT, RUNTIME_CACHE, Server, stream_rate
 
 STORY_PROMPT = "Write a story about a lighthouse keeper who finds a message in a bottle."
 APPLIANCE = [sys.executable, "-m", "appliance"]
@@ -58,34 +57,6 @@ def start(model: Path, draft: Path, mode: str, args: argparse.Namespace, home: P
     wait_ready(f"http://127.0.0.1:{port}/ready", process, timeout_s=900)
     return Server(f"draft {mode}", f"http://127.0.0.1:{port}/v1", "bench", process,
                   {"home": home})  # fmt: skip
-
-
-async def stream_rate(server: Server, prompt: str, max_tokens: int) -> tuple[float, str]:
-    """tok/s after the first token (tokens from the usage chunk: a drafting server may send
-    several in one chunk) and the text of one greedy streamed answer."""
-    body = {"model": server.model, "messages": [{"role": "user", "content": prompt}],
-            "max_tokens": max_tokens, "stream": True, "temperature": 0,
-            "stream_options": {"include_usage": True}}  # fmt: skip
-    first = last = 0.0
-    pieces: list[str] = []
-    completion = 0
-    async with (
-        httpx.AsyncClient(timeout=600) as client,
-        client.stream("POST", f"{server.base}/chat/completions", json=body) as response,
-    ):
-        response.raise_for_status()
-        async for line in response.aiter_lines():
-            if not line.startswith("data: ") or line == "data: [DONE]":
-                continue
-            chunk = json.loads(line.removeprefix("data: "))
-            if chunk.get("usage"):
-                completion = chunk["usage"].get("completion_tokens", 0)
-            text = (chunk.get("choices") or [{}])[0].get("delta", {}).get("content")
-            if text:
-                pieces.append(text)
-                last = time.perf_counter()
-                first = first or last
-    return (completion - 1) / max(last - first, 1e-9), "".join(pieces)
 
 
 def stats(server: Server) -> dict[str, object]:

@@ -199,11 +199,11 @@ async def cold_warm(server: Server, nonce: str) -> tuple[float, float]:
     return cold[0] * 1000, warm[0] * 1000
 
 
-async def edit_run(server: Server, max_tokens: int) -> tuple[float, str]:
-    """Single-stream tok/s (first to last token, tokens from the usage chunk) and the text of the
-    repeat-with-one-change workload. Chunks are not tokens here: a server that accepts guessed
-    tokens may send several in one chunk."""
-    body = {"model": server.model, "messages": [{"role": "user", "content": EDIT_PROMPT}],
+async def stream_rate(server: Server, prompt: str, max_tokens: int) -> tuple[float, str]:
+    """Single-stream tok/s after the first token and the text of one greedy streamed answer.
+    Chunks are not tokens here (a server that accepts guessed tokens may send several in one
+    chunk): the count comes from the usage chunk."""
+    body = {"model": server.model, "messages": [{"role": "user", "content": prompt}],
             "max_tokens": max_tokens, "stream": True, "temperature": 0,
             "stream_options": {"include_usage": True}}  # fmt: skip
     first = last = 0.0
@@ -228,6 +228,11 @@ async def edit_run(server: Server, max_tokens: int) -> tuple[float, str]:
                 first = first or last
     # The first token's time is prefill; the rate is of the tokens after it.
     return (completion - 1) / max(last - first, 1e-9), "".join(pieces)
+
+
+async def edit_run(server: Server, max_tokens: int) -> tuple[float, str]:
+    """The repeat-with-one-change workload: `stream_rate` of EDIT_PROMPT."""
+    return await stream_rate(server, EDIT_PROMPT, max_tokens)
 
 
 def paired(servers: list[Server], fn, round_no: int):
