@@ -130,3 +130,17 @@ def boot(root: Path, name: str, console: Path) -> Container:
         stdin=subprocess.DEVNULL, stdout=console.open("wb"), stderr=subprocess.STDOUT,
     )  # fmt: skip
     return Container(root, process, console)
+
+
+def installed_root(root: Path, debs: list[Path], model: Path) -> None:
+    """A fresh Debian root at `root` with `debs` installed before its first boot (as an
+    appliance image is made) and `model` readable by the service at /srv/smollm2.gguf."""
+    unpack(root_tarball(), root)
+    for deb in debs:
+        # /root, not /tmp: nspawn mounts a fresh tmpfs on the container's /tmp.
+        shutil.copy(deb, root / "root" / deb.name)
+    # /srv: readable by the service (its /tmp and /var/tmp are private, /home is hidden).
+    shutil.copy(model, root / "srv" / "smollm2.gguf")
+    (root / "srv" / "smollm2.gguf").chmod(0o644)
+    installed = chroot_run(root, "dpkg", "-i", *(f"/root/{deb.name}" for deb in debs))
+    assert installed.returncode == 0, installed.stdout + installed.stderr

@@ -23,7 +23,7 @@ import pytest
 
 from appliance import __version__
 from appliance.store.embedded import embedded_model_path
-from helpers.container import Container, boot, chroot_run, missing_tools, root_tarball, unpack
+from helpers.container import Container, boot, installed_root, missing_tools
 
 pytestmark = pytest.mark.packages
 
@@ -54,13 +54,7 @@ def container(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Container]:
         pytest.skip(reason)
     work = tmp_path_factory.mktemp("nspawn-cuda")
     root = work / "root"
-    unpack(root_tarball(), root)
-    for deb in (CORE, CUDA):
-        shutil.copy(deb, root / "root" / deb.name)
-    shutil.copy(embedded_model_path(), root / "srv" / "smollm2.gguf")
-    (root / "srv" / "smollm2.gguf").chmod(0o644)
-    installed = chroot_run(root, "dpkg", "-i", f"/root/{CORE.name}", f"/root/{CUDA.name}")
-    assert installed.returncode == 0, installed.stdout + installed.stderr
+    installed_root(root, [CORE, CUDA], embedded_model_path())
     handle = boot(root, "aiappliance-cuda", work / "console.log")
     try:
         handle.wait_booted()

@@ -20,7 +20,7 @@ import pytest
 
 from appliance import __version__
 from appliance.store.embedded import embedded_model_path
-from helpers.container import Container, boot, chroot_run, missing_tools, root_tarball, unpack
+from helpers.container import Container, boot, installed_root, missing_tools
 
 pytestmark = pytest.mark.packages
 
@@ -48,15 +48,7 @@ def container(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Container]:
     REPORT.mkdir(parents=True, exist_ok=True)
     work = tmp_path_factory.mktemp("nspawn")
     root = work / "root"
-    unpack(root_tarball(), root)
-    # /root, not /tmp: nspawn mounts a fresh tmpfs on the container's /tmp.
-    shutil.copy(DEB, root / "root" / DEB.name)
-    # /srv: readable by the service (its /tmp and /var/tmp are private, /home is hidden).
-    shutil.copy(embedded_model_path(), root / "srv" / "smollm2.gguf")
-    (root / "srv" / "smollm2.gguf").chmod(0o644)
-    # Installed into the image before its first boot, as an appliance image is made.
-    installed = chroot_run(root, "dpkg", "-i", f"/root/{DEB.name}")
-    assert installed.returncode == 0, installed.stdout + installed.stderr
+    installed_root(root, [DEB], embedded_model_path())
     handle = boot(root, "aiappliance-e2e", work / "console.log")
     try:
         handle.wait_booted()
