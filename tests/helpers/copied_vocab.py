@@ -23,7 +23,7 @@ from gguf import (
 )
 from gguf.quants import quantize
 
-from helpers.tiny_gguf import TinyShape, _dense_layers
+from helpers.tiny_gguf import TinyShape, _dense_layers, add_shape
 
 __all__ = ["write_tiny_with_vocabulary_of"]
 
@@ -46,15 +46,7 @@ def write_tiny_with_vocabulary_of(
     rng = np.random.default_rng(seed)
     writer = GGUFWriter(path, "llama")
     writer.add_name("Tiny random llama with a copied vocabulary")
-    writer.add_context_length(shape.context_length)
-    writer.add_embedding_length(shape.n_embd)
-    writer.add_block_count(shape.n_layer)
-    writer.add_feed_forward_length(shape.n_ff)
-    writer.add_head_count(shape.n_head)
-    writer.add_layer_norm_rms_eps(1e-6)
-    writer.add_rope_freq_base(10000.0)
-    writer.add_vocab_size(n_vocab)
-    writer.add_file_type(LlamaFileType.MOSTLY_Q8_0)
+    add_shape(writer, shape, n_vocab, LlamaFileType.MOSTLY_Q8_0)
     for key, field in reader.fields.items():
         if not key.startswith("tokenizer."):
             continue

@@ -132,15 +132,7 @@ def write_tiny_model(
 
     writer = GGUFWriter(path, architecture)
     writer.add_name(name or f"Tiny DeepSeek {architecture} {quant} (random weights)")
-    writer.add_context_length(s.context_length)
-    writer.add_embedding_length(s.n_embd)
-    writer.add_block_count(s.n_layer)
-    writer.add_feed_forward_length(s.n_ff)
-    writer.add_head_count(s.n_head)
-    writer.add_layer_norm_rms_eps(1e-6)
-    writer.add_rope_freq_base(10000.0)
-    writer.add_vocab_size(len(tokens))
-    writer.add_file_type(file_type)
+    add_shape(writer, s, len(tokens), file_type)
 
     writer.add_tokenizer_model("gpt2")
     writer.add_tokenizer_pre("qwen2" if architecture == "qwen2" else "deepseek-v3")
@@ -178,6 +170,19 @@ def write_tiny_model(
     writer.write_tensors_to_file()
     writer.close()
     return path
+
+
+def add_shape(writer: GGUFWriter, s: TinyShape, n_vocab: int, file_type: LlamaFileType) -> None:
+    """The hyperparameters every tiny model states, whatever its vocabulary."""
+    writer.add_context_length(s.context_length)
+    writer.add_embedding_length(s.n_embd)
+    writer.add_block_count(s.n_layer)
+    writer.add_feed_forward_length(s.n_ff)
+    writer.add_head_count(s.n_head)
+    writer.add_layer_norm_rms_eps(1e-6)
+    writer.add_rope_freq_base(10000.0)
+    writer.add_vocab_size(n_vocab)
+    writer.add_file_type(file_type)
 
 
 def _dense_layers(writer: GGUFWriter, s: TinyShape, arch: str, tensor, norm) -> None:  # type: ignore[no-untyped-def]
