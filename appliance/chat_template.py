@@ -80,8 +80,8 @@ def render_chat(
         raise
     except jinja2.TemplateError as exc:
         raise TemplateError(f"the model's chat template failed: {exc}") from None
-    # llama.cpp adds BOS itself when the model asks for it; a template that also writes it
-    # would give the model two.
-    if bos_token and prompt.startswith(bos_token):
-        prompt = prompt[len(bos_token) :]
+    # The text is what the model was trained on, BOS text included: only a model that adds
+    # BOS itself could end up with two, and its worker drops the extra one when it tokenizes.
+    # (Stripping it here cut SmolLM2's first `<|im_start|>`: its BOS is that token, and it
+    # adds none.)
     return prompt

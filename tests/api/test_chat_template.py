@@ -30,7 +30,7 @@ def test_smollm2_style_template_adds_its_default_system_prompt() -> None:
     )
 
 
-def test_deepseek_r1_template_opens_the_thinking_block_and_drops_the_bos() -> None:
+def test_deepseek_r1_template_opens_the_thinking_block_and_keeps_the_bos() -> None:
     messages = [
         {"role": "system", "content": "Be brief."},
         {"role": "user", "content": "2+2?"},
@@ -41,10 +41,11 @@ def test_deepseek_r1_template_opens_the_thinking_block_and_drops_the_bos() -> No
         deepseek_r1_template(), messages,
         bos_token="<｜begin▁of▁sentence｜>", eos_token="<｜end▁of▁sentence｜>",
     )  # fmt: skip
-    # llama.cpp adds BOS itself; the earlier reasoning is stripped from the history.
+    # The template's own text, BOS included (the worker never doubles it); the earlier
+    # reasoning is stripped from the history.
     assert prompt == (
-        "Be brief.<｜User｜>2+2?<｜Assistant｜>4<｜end▁of▁sentence｜><｜User｜>3+3?"
-        "<｜Assistant｜><think>\n"
+        "<｜begin▁of▁sentence｜>Be brief.<｜User｜>2+2?<｜Assistant｜>4<｜end▁of▁sentence｜>"
+        "<｜User｜>3+3?<｜Assistant｜><think>\n"
     )
 
 

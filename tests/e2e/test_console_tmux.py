@@ -127,7 +127,7 @@ def test_an_administrator_runs_the_box_from_the_console_over_ssh(own_daemon: Dae
 
         term.keys("4")
         term.wait_for(r"Model:.*smollm2")
-        term.keys("What is the capital of France?", literal=True)
+        term.keys("Name the capital of France.", literal=True)
         term.keys("Enter")
         _keep("chat", term.wait_for(r"TTFT [\d.]+ s · [\d.]+ tok/s"))
         term.keys("Escape")

@@ -15,7 +15,7 @@ import pytest
 
 from helpers.daemon import Daemon
 
-QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
+QUESTION = [{"role": "user", "content": "Name the capital of France."}]
 CITY_SCHEMA = {
     "type": "object",
     "properties": {"city": {"type": "string"}, "population": {"type": "integer"}},
@@ -53,13 +53,13 @@ def test_streamed_chat_arrives_in_pieces_and_ends_with_done(client: ollama.Clien
 
 
 def test_generate_completes_a_prompt_through_the_chat_template(client: ollama.Client) -> None:
-    answer = client.generate(model="smollm2", prompt="What is the capital of France?",
+    answer = client.generate(model="smollm2", prompt="Name the capital of France.",
                              options=GREEDY)  # fmt: skip
     assert "Paris" in answer.response
     assert answer.done_reason == "stop"
     streamed = "".join(
-        p.response for p in client.generate(model="smollm2", prompt="What is the capital of "
-                                            "France?", options=GREEDY, stream=True)
+        p.response for p in client.generate(model="smollm2", prompt="Name the capital of "
+                                            "France.", options=GREEDY, stream=True)
     )  # fmt: skip
     assert streamed == answer.response
 

@@ -35,7 +35,7 @@ def test_streamed_chat_with_its_options_payload(http: httpx.Client) -> None:
         "model": "smollm2",
         "messages": [
             {"role": "system", "content": "You are a helpful assistant."},
-            {"role": "user", "content": "What is the capital of France?"},
+            {"role": "user", "content": "Name the capital of France."},
         ],
         "stream": True,
         "options": {"temperature": 0, "top_p": 0.9, "num_predict": 24, "num_ctx": 2048,

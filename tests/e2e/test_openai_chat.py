@@ -8,7 +8,7 @@ import pytest
 
 from helpers.daemon import Daemon
 
-QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
+QUESTION = [{"role": "user", "content": "Name the capital of France."}]
 
 
 @pytest.fixture
@@ -47,6 +47,22 @@ def test_streamed_answer_arrives_in_chunks_and_ends_with_a_finish_reason(
     ]
     assert finishes == ["stop"]
     assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == len(content)
+
+
+def test_chat_gives_the_model_its_whole_template(client: openai.OpenAI) -> None:
+    # SmolLM2's template as its GGUF ships it (tokenizer.chat_template). Its BOS token is
+    # `<|im_start|>` and it adds none: the chat must reach the model with the first one.
+    rendered = (
+        "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging "
+        "Face<|im_end|>\n<|im_start|>user\nName the capital of France.<|im_end|>\n"
+        "<|im_start|>assistant\n"
+    )
+    chat = client.chat.completions.create(
+        model="smollm2", messages=QUESTION, temperature=0, max_tokens=24
+    )
+    raw = client.completions.create(model="smollm2", prompt=rendered, temperature=0, max_tokens=24)
+    assert chat.usage.prompt_tokens == raw.usage.prompt_tokens
+    assert chat.choices[0].message.content == raw.choices[0].text
 
 
 def test_max_tokens_cuts_the_answer_with_finish_reason_length(client: openai.OpenAI) -> None:

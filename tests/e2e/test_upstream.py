@@ -26,7 +26,7 @@ from helpers.daemon import Daemon, run_cli, start_daemon, stop_daemon
 from helpers.llama_server import LlamaServer, start_llama_server
 from helpers.tiny_gguf import EOS, write_tiny_llama
 
-QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
+QUESTION = [{"role": "user", "content": "Name the capital of France."}]
 STORY = [{"role": "user", "content": "Write a very long story about a dragon and a knight."}]
 UPSTREAM_KEY = "upstream-secret-4f1c9a"
 

@@ -18,6 +18,7 @@ import pytest_asyncio
 from appliance.engine.client import WorkerProcess
 from appliance.engine.messages import Delta, Done, Submit
 from appliance.errors import UsageError
+from helpers.deepseek_vocab import BOS
 from helpers.runtime import load_message
 from helpers.tiny_gguf import write_tiny_llama
 
@@ -170,6 +171,21 @@ async def test_reasoning_budget_closes_the_thinking_block(tmp_path: Path) -> Non
     assert closed, f"no </think> in {texts[0]!r}"
     # The forced closing arrives right after the budget's fourth token.
     assert thinking.endswith("\n") and len(thinking) <= 4 * 16
+
+
+async def test_a_prompt_that_writes_its_bos_gets_it_once(tmp_path: Path) -> None:
+    # DeepSeek's template writes `<｜begin▁of▁sentence｜>` and the model adds BOS too: the
+    # model must see one, as it was trained.
+    model = write_tiny_llama(tmp_path / "tiny-r1.gguf")
+    worker = WorkerProcess("tiny")
+    await worker.start(load_message(str(model), 256, 1, slots=1), 60)
+    try:
+        turn = "<｜User｜>hi<｜Assistant｜>"
+        _, [plain] = await collect(worker, Submit("plain", turn, max_tokens=1))
+        _, [written] = await collect(worker, Submit("bos", BOS + turn, max_tokens=1))
+    finally:
+        await worker.stop()
+    assert written.prompt_tokens == plain.prompt_tokens
 
 
 async def test_a_conversation_stops_at_its_slots_context(embedded_model: Path) -> None:

@@ -25,7 +25,7 @@ async def test_a_message_gets_a_streamed_answer_with_ttft_and_tokens_per_second(
         await pilot.press("4")
         await settle(pilot, lambda: app.screen.query_one("#chat-model", Select).value == "smollm2",
                      "the loaded model chosen")  # fmt: skip
-        await pilot.press(*"What is the capital of France?", "enter")
+        await pilot.press(*"Name the capital of France.", "enter")
         await settle(pilot, lambda: _answers(app) and "TTFT" in _answers(app)[0].figures_text,
                      "the answer's figures")  # fmt: skip
         [answer] = _answers(app)

@@ -158,7 +158,12 @@ class LlamaRuntime:
             capacity = -count
             buffer = (L.llama_token * capacity)()
             count = L.llama_tokenize(self.vocab, data, len(data), buffer, capacity, add, True)
-        return list(buffer[:count])
+        tokens = list(buffer[:count])
+        # A chat template that writes the BOS text itself, for a model that also adds BOS:
+        # one is what the model was trained with.
+        if add and count > 1 and tokens[0] == tokens[1] == self.bos:
+            del tokens[0]
+        return tokens
 
     def piece(self, token: int) -> bytes:
         # Special tokens are rendered as text: DeepSeek's tool-call markers are control tokens,
