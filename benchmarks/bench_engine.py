@@ -72,8 +72,10 @@ def raw_decode_tps(
 ) -> float:
     """Tokens per second of plain greedy batched decoding, no server, no Python per request,
     after the chat prompt of `question` (a long one makes each step attend over more)."""
+    from appliance.chat_template import render_chat
     from appliance.config import load_config
     from appliance.runtime import activate_in_process
+    from appliance.store.gguf_meta import read_gguf_metadata
 
     activate_in_process(load_config())  # the same self-tested CPU variant the workers load
     import llama_cpp as L
@@ -83,7 +85,9 @@ def raw_decode_tps(
     mparams = L.llama_model_default_params()
     llm = L.llama_model_load_from_file(str(model).encode(), mparams)
     vocab = L.llama_model_get_vocab(llm)
-    prompt = f"<|im_start|>user\n{question}<|im_end|>\n<|im_start|>assistant\n".encode()
+    # The prompt the servers decode: the model's own chat template, as the daemon renders it.
+    meta = read_gguf_metadata(model)
+    prompt = render_chat(meta.chat_template, [{"role": "user", "content": question}]).encode()
     tokens = (L.llama_token * 4096)()
     n_prompt = L.llama_tokenize(vocab, prompt, len(prompt), tokens, 4096, False, True)
     assert n_prompt > 0, "the prompt does not fit in 4,096 tokens"

@@ -9,8 +9,8 @@ most of the drift, and the median of those ratios is the figure. Per round:
   TTFT p50);
 - cold prefill: TTFT of a ~1,100-token system prompt neither server has seen (a per-round nonce
   opens it), then warm: the same system prompt with another question;
-- optionally the speculative workload (`--speculative`): one stream asked to repeat a long text
-  with one change, where prompt-lookup drafting can accept most drafted tokens.
+- optionally the speculative workload (`--speculative`): one stream asked to return a long text
+  with its typos corrected, where prompt-lookup drafting can accept most drafted tokens.
 
 `llama_cpp.server` (llama-cpp-python's server, one sequence at a time) is the second peer, in
 fewer rounds (`--peer2-rounds`). Resident memory (RSS) of each server's processes is read after
@@ -56,10 +56,9 @@ EDIT_TEXT = " ".join(
     f"from {8 + i % 9}:00 until {9 + i % 9}:30 for the weekly review."
     for i in range(14)
 )
-EDIT_PROMPT = (
-    "Repeat the following text exactly, word for word, but write 'floor 3' as 'floor three'. "
-    "Output only the text.\n\n" + EDIT_TEXT
-)
+# With SmolLM2's whole chat template (its default system prompt included), "repeat this text
+# with one change" gets one sentence back; asked to correct it, the model returns it all.
+EDIT_PROMPT = "Correct the typos in this text and return the full text:\n\n" + EDIT_TEXT
 
 
 @dataclass
@@ -231,7 +230,7 @@ async def stream_rate(server: Server, prompt: str, max_tokens: int) -> tuple[flo
 
 
 async def edit_run(server: Server, max_tokens: int) -> tuple[float, str]:
-    """The repeat-with-one-change workload: `stream_rate` of EDIT_PROMPT."""
+    """The edit workload (return a text corrected): `stream_rate` of EDIT_PROMPT."""
     return await stream_rate(server, EDIT_PROMPT, max_tokens)
 
 
@@ -470,7 +469,7 @@ def render(args, clients, tps, ttft, ratios, cold, warm, edit, memory, load_befo
     head.append(f"| same, our daemon + worker | {mem('ours', args.slots)} | | "
                 f"{memory.get('ours', 0) / max(memory.get('llama-server', 1), 1):.2f}× | |")  # fmt: skip
     if edit["ours"]:
-        head.append(f"| edit workload (repeat a text with one change), 1 stream, tok/s "
+        head.append(f"| edit workload (return a text with its typos corrected), 1 stream, tok/s "
                     f"| {med(edit['ours']):.1f} | {med(edit['llama-server']):.1f} "
                     f"| **{med(ratios['edit']):.2f}×** | |")  # fmt: skip
         head.append(f"| same, ours with drafting off, tok/s (ours on / off) "

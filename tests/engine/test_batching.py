@@ -91,6 +91,17 @@ async def test_more_choices_than_slots_is_refused(worker: WorkerProcess) -> None
         await collect(worker, Submit("n9", FRANCE, max_tokens=4, n=9))
 
 
+async def test_greedy_picks_what_llama_cpp_s_sampler_chain_picks(worker: WorkerProcess) -> None:
+    # Plain greedy reads the logits in place; a zero logit bias sends the same request through
+    # llama.cpp's own chain (bias, then its greedy sampler): the texts must be the same.
+    story = chat("Write a short story about a lighthouse keeper and a storm.")
+    fast, _ = await collect(worker, Submit("g1", story, max_tokens=48, temperature=0))
+    chain, _ = await collect(
+        worker, Submit("g2", story, max_tokens=48, temperature=0, logit_bias={0: 0.0})
+    )
+    assert len(fast[0]) > 100 and fast == chain
+
+
 async def test_logprobs_come_with_each_token(worker: WorkerProcess) -> None:
     submit = Submit("lp", FRANCE, max_tokens=5, temperature=0, logprobs=True, top_logprobs=3)
     deltas = [m async for m in worker.generate(submit) if isinstance(m, Delta)]

@@ -16,10 +16,12 @@ import pytest_asyncio
 from appliance.engine.client import WorkerProcess
 from appliance.engine.messages import Delta, Done, Submit
 from appliance.engine.worker.speculation import (
-    PROBE_EVERY,
+    PROBE_BUDGET,
+    QUOTE_MATCH,
     AdaptiveLength,
     DraftPolicy,
     NgramDrafter,
+    SharePriors,
 )
 from helpers.runtime import load_message
 
@@ -67,9 +69,11 @@ def policy_after(step_ms: dict[int, float]) -> DraftPolicy:
     return policy
 
 
-# Step times (ms) by positions, the shapes measured on the 2-core VM with SmolLM2: one stream
-# is memory-bound (guesses nearly free), sixteen are compute-bound (each position costs).
+# Step times (ms) by positions. A memory-bound step (a large model, a GPU) takes barely longer
+# with guesses; on the 2-core VM with SmolLM2 (zen4 variant, 2026-12-01) every position costs
+# compute, at one stream as at sixteen.
 ONE_STREAM = {1: 30.0, 9: 34.0}
+ONE_STREAM_COMPUTE_BOUND = {1: 10.5, 2: 14.4, 3: 18.0, 5: 27.0, 9: 41.7}
 SIXTEEN_STREAMS = {16: 100.0, 24: 140.0}
 
 
@@ -87,8 +91,16 @@ def test_with_many_streams_on_a_compute_bound_step_only_a_quoting_sequence_guess
 
 def test_a_policy_that_stopped_drafting_still_lets_guesses_ride_now_and_then() -> None:
     policy = policy_after(SIXTEEN_STREAMS)
-    decisions = [policy.choose(16, [(8, 0.1)]) for _ in range(3 * PROBE_EVERY)]
-    assert decisions.count({0}) == 3
+    decisions = [policy.choose(16, [(8, 0.1)]) for _ in range(400)]
+    probes = decisions.count({0})
+    # Each probe costs T(24) - T(16) = 40 ms over 100 ms steps: 1% of 400 steps buys ten.
+    assert probes == pytest.approx(400 * 100.0 * PROBE_BUDGET / 40.0, abs=1)
+
+
+def test_on_a_compute_bound_stream_only_guesses_that_often_hold_ride() -> None:
+    policy = policy_after(ONE_STREAM_COMPUTE_BOUND)
+    assert policy.choose(1, [(8, 0.05)]) == set()  # prose: a three-token coincidence
+    assert policy.choose(1, [(8, 0.9)]) == {0}  # quoting: an edit, a summary
 
 
 def test_a_step_size_not_seen_yet_is_drafted_to_learn_what_guesses_cost() -> None:
@@ -105,6 +117,30 @@ def test_a_sequence_s_share_of_held_guesses_follows_what_it_now_writes() -> None
     for _ in range(6):
         length.feedback(drafted=4, accepted=0)
     assert length.share < 0.15
+
+
+def test_a_quoting_match_is_told_apart_from_a_coincidence() -> None:
+    quoted = list(range(100, 100 + QUOTE_MATCH + 4))
+    drafter = NgramDrafter([*quoted, 7, *quoted[:QUOTE_MATCH]], max_draft=4)
+    assert drafter.draft(room=8) == quoted[QUOTE_MATCH : QUOTE_MATCH + 4]
+    assert drafter.drafted_quoting
+    coincidence = NgramDrafter([1, 2, 3, 4, 5, 6, 9, 9, 9, 2, 3, 4], max_draft=4)
+    assert coincidence.draft(room=8) == [5, 6, 9, 9]
+    assert not coincidence.drafted_quoting
+
+
+def test_a_new_conversation_starts_from_what_earlier_ones_showed() -> None:
+    priors = SharePriors()
+    for _ in range(30):  # prose: short matches that keep missing, quotes that hold
+        priors.feedback(False, 8, 0)
+        priors.feedback(True, 8, 8)
+    fresh = NgramDrafter([], max_draft=8, priors=priors)
+    assert fresh.lookup_length.share < 0.1
+    assert fresh.quote_length.share > 0.9
+    # So on the compute-bound stream a new answer's first short-match guess stays home.
+    policy = policy_after(ONE_STREAM_COMPUTE_BOUND)
+    assert policy.choose(1, [(8, fresh.lookup_length.share)]) == set()
+    assert policy.choose(1, [(8, fresh.quote_length.share)]) == {0}
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")

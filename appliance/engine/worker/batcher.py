@@ -36,7 +36,12 @@ from appliance.engine.messages import (
 )
 from appliance.engine.worker.errors import RequestRejected
 from appliance.engine.worker.slots import Choice, Slot, common_prefix
-from appliance.engine.worker.speculation import DRAFT_STREAMS, DraftPolicy, NgramDrafter
+from appliance.engine.worker.speculation import (
+    DRAFT_STREAMS,
+    DraftPolicy,
+    NgramDrafter,
+    SharePriors,
+)
 
 if TYPE_CHECKING:
     # Either runtime drives the batcher: llama.cpp's, or onnxruntime's (`onnxrt.OnnxRuntime`,
@@ -71,6 +76,7 @@ class Batcher:
         # The ONNX runtime has none; llama.cpp's has one where a draft model was loaded.
         self.draft_model = getattr(runtime, "draft_model", None) if self.max_draft else None
         self.draft_policy = DraftPolicy()
+        self.share_priors = SharePriors()
         self._decode_only = False  # whether the step being filled has no prompt positions
 
     # --- requests in and out -------------------------------------------------------------
@@ -199,7 +205,7 @@ class Batcher:
             slot.waiting_for_copy = True
 
     def _drafter(self, tokens: list[int]) -> NgramDrafter | None:
-        return NgramDrafter(tokens, self.max_draft) if self.max_draft else None
+        return NgramDrafter(tokens, self.max_draft, self.share_priors) if self.max_draft else None
 
     def _best_prefix(self, tokens: list[int]) -> tuple[Slot | None, int]:
         best: Slot | None = None
@@ -301,8 +307,9 @@ class Batcher:
         drafter = slot.drafter
         if drafter is None:
             return 0.0
-        length = drafter.lookup_length if slot.draft_source == "lookup" else drafter.model_length
-        return length.share
+        if slot.draft_source == "model":
+            return drafter.model_length.share
+        return drafter.drafted_length.share
 
     def _plan_drafts(self, generating: list[Slot], spare: int, positions: int) -> None:
         """Set the guesses of generating slots, `spare` positions in all: prompt lookup's where
@@ -392,8 +399,10 @@ class Batcher:
         self.drafted[source] += len(draft)
         self.accepted[source] += accepted
         if slot.drafter is not None:
-            length = slot.drafter.lookup_length if source == "lookup" else slot.drafter.model_length
-            length.feedback(len(draft), accepted)
+            if source == "lookup":
+                slot.drafter.feedback(len(draft), accepted)
+            else:
+                slot.drafter.model_length.feedback(len(draft), accepted)
 
     def _start_siblings(self, primary: Slot, batch_index: int) -> None:
         request = primary.choice.request if primary.choice else None

@@ -15,14 +15,21 @@ guesses of a draft model (`draft_model.py`), kept apart per sequence: the two ki
 hold for different stretches of text. Whether a step carries guesses at all is `DraftPolicy`'s
 call: with many streams a decode step is compute-bound and every guessed position costs nearly
 what a real token costs, so guesses pay only when they are accepted often enough (measured:
-drafting on every step made 8 and 16 streams 0.77-0.80x as fast on a 2-core VM). May import
-nothing from the appliance.
+drafting on every step made 8 and 16 streams 0.77-0.80x as fast on a 2-core VM; on the same VM
+even one stream is compute-bound, each guessed position costing a third of a token). A guess
+from a long match (the answer is quoting its conversation: an edit, a summary, a loop) holds far
+more often than one from a three-token coincidence in prose, so the shares are kept apart by
+match strength, and a new conversation starts from what this worker's earlier ones showed
+(`SharePriors`), not from an optimistic constant. May import nothing from the appliance.
 """
 
 from __future__ import annotations
 
 NGRAM = 3
 """Tokens matched before drafting: shorter matches guess wrong too often to pay."""
+QUOTE_MATCH = 8
+"""Tokens of agreement with an earlier stretch of the conversation from which a lookup guess
+counts as quoting (its share and length are kept apart from those of shorter matches)."""
 MIN_DRAFT = 2
 MAX_REST = 8
 """Most steps a draft model sits out after guesses that all failed."""
@@ -33,10 +40,32 @@ step is cheap (few sequences); fewer streams than slots also keep its KV cache s
 
 
 PRIOR_SHARE = 0.5
-"""The share of guesses expected to hold before a sequence has shown any."""
+"""The share of guesses expected to hold before this worker has seen any held or fail."""
 SHARE_SMOOTHING = 0.3
 """Weight of the latest draft in a sequence's running share: a conversation turns from prose to
 quoting within a few steps, and the share must follow it."""
+PRIOR_SMOOTHING = 0.1
+"""Weight of the latest draft in the worker-wide shares new conversations start from."""
+
+
+class SharePriors:
+    """The share of lookup guesses that held across this worker's conversations, for quoting
+    matches and for short ones: where a new conversation's shares start. A fixed optimistic
+    start made every new prose answer pay for a long failed guess (measured: 0.95x at one
+    stream with drafting on)."""
+
+    def __init__(self) -> None:
+        self.lookup = PRIOR_SHARE
+        self.quote = PRIOR_SHARE
+
+    def feedback(self, quoting: bool, drafted: int, accepted: int) -> None:
+        if drafted == 0:
+            return
+        held = accepted / drafted
+        if quoting:
+            self.quote += PRIOR_SMOOTHING * (held - self.quote)
+        else:
+            self.lookup += PRIOR_SMOOTHING * (held - self.lookup)
 
 
 class AdaptiveLength:
@@ -48,10 +77,10 @@ class AdaptiveLength:
     failing, so a draft model that never agrees with the model costs a decode every few steps,
     not every step."""
 
-    def __init__(self, max_draft: int) -> None:
+    def __init__(self, max_draft: int, share: float = PRIOR_SHARE) -> None:
         self.max_draft = max_draft
         self.value = max_draft
-        self.share = PRIOR_SHARE
+        self.share = share
         """Running share of this sequence's guesses that held (`DraftPolicy` weighs them)."""
         self.rest = 0
         """Steps still to sit out."""
@@ -80,16 +109,22 @@ class AdaptiveLength:
 
 
 class NgramDrafter:
-    """The n-gram index of one sequence, and the adaptive lengths of its guesses (by lookup,
-    and by the draft model where one is loaded)."""
+    """The n-gram index of one sequence, and the adaptive lengths of its guesses: by lookup from
+    a short match, by lookup from a quoting one, and by the draft model where one is loaded."""
 
-    def __init__(self, tokens: list[int], max_draft: int) -> None:
+    def __init__(
+        self, tokens: list[int], max_draft: int, priors: SharePriors | None = None
+    ) -> None:
         self.max_draft = max_draft
-        self.lookup_length = AdaptiveLength(max_draft)
+        self.priors = priors if priors is not None else SharePriors()
+        self.lookup_length = AdaptiveLength(max_draft, self.priors.lookup)
+        self.quote_length = AdaptiveLength(max_draft, self.priors.quote)
         self.model_length = AdaptiveLength(max_draft)
         self.history: list[int] = []
         self._last_end: dict[tuple[int, ...], int] = {}
         self._previous: int | None = None
+        self.drafted_quoting = False
+        """Whether the last lookup draft came from a quoting match (its feedback goes there)."""
         self.extend(tokens)
 
     def extend(self, tokens: list[int]) -> None:
@@ -105,22 +140,41 @@ class NgramDrafter:
             else:
                 self._previous = None
 
+    def quoting(self) -> bool:
+        """Whether the last `QUOTE_MATCH` tokens also stood, in order, before the match."""
+        start = self._previous
+        if start is None or start < QUOTE_MATCH:
+            return False
+        history = self.history
+        return history[start - QUOTE_MATCH : start] == history[-QUOTE_MATCH:]
+
+    @property
+    def drafted_length(self) -> AdaptiveLength:
+        """The length (and share) of the kind of lookup guess last drafted."""
+        return self.quote_length if self.drafted_quoting else self.lookup_length
+
     def draft(self, room: int) -> list[int]:
         """Up to min(room, current length) tokens guessed to follow the history; may be []."""
         start = self._previous
-        limit = min(room, self.lookup_length.value)
-        if start is None or limit < 1:
+        if start is None:
+            return []
+        self.drafted_quoting = self.quoting()
+        limit = min(room, self.drafted_length.value)
+        if limit < 1:
             return []
         return self.history[start : start + limit]
 
     def feedback(self, drafted: int, accepted: int) -> None:
-        """Adapt the lookup draft length to how many of `drafted` tokens were accepted."""
-        self.lookup_length.feedback(drafted, accepted)
+        """Adapt the last lookup draft's length and share, and the worker's priors."""
+        self.drafted_length.feedback(drafted, accepted)
+        self.priors.feedback(self.drafted_quoting, drafted, accepted)
 
 
-PROBE_EVERY = 64
-"""Steps between two steps whose guesses all ride, while none pay: keeps each sequence's share
-of held guesses true to what it now says, so drafting comes back when it pays again."""
+PROBE_BUDGET = 0.01
+"""Share of decode time spent on guesses the policy expects not to pay: now and then they all
+ride anyway, so each sequence's share stays true to what it now writes and drafting comes back
+when it pays again. Probing at a fixed interval instead cost 3% at one stream on a 2-core VM,
+where nine positions take four times as long as one."""
 
 
 class DraftPolicy:
@@ -138,12 +192,13 @@ class DraftPolicy:
     seen it is interpolated, and a size beyond them means drafting, which is how it is learned.
     """
 
-    def __init__(self, smoothing: float = 0.1, probe_every: int = PROBE_EVERY) -> None:
+    def __init__(self, smoothing: float = 0.1, probe_budget: float = PROBE_BUDGET) -> None:
         self.smoothing = smoothing
-        self.probe_every = probe_every
+        self.probe_budget = probe_budget
         self.step_s: dict[int, float] = {}
         """Running average of a decode-only step's seconds, by its number of positions."""
-        self._since_probe = 0
+        self._probe_credit = 0.0
+        """Seconds of decoding that probes may still spend (`probe_budget` of each step)."""
 
     def record_step(self, positions: int, seconds: float) -> None:
         """A decode-only step (every position asked for logits) and how long it took."""
@@ -175,10 +230,6 @@ class DraftPolicy:
     def choose(self, positions: int, candidates: list[tuple[int, float]]) -> set[int]:
         """Which of `candidates` ((guesses, share held) per sequence, by index) ride in a step
         of `positions` real positions."""
-        self._since_probe += 1
-        if self._since_probe >= self.probe_every:
-            self._since_probe = 0
-            return set(range(len(candidates)))
         chosen: set[int] = set()
         tokens, size = float(positions), positions
         order = sorted(range(len(candidates)), key=lambda i: -candidates[i][1])
@@ -196,4 +247,22 @@ class DraftPolicy:
                 chosen.add(index)
                 tokens += share * guesses
                 size += guesses
-        return chosen
+        return chosen | self._probe(positions, size, candidates, chosen)
+
+    def _probe(
+        self, positions: int, size: int, candidates: list[tuple[int, float]], chosen: set[int]
+    ) -> set[int]:
+        """The guesses left out, once the probe budget saved up pays for all of them."""
+        step = self.step_time(positions)
+        if step is not None:
+            self._probe_credit += self.probe_budget * step
+        left = [i for i, (guesses, _) in enumerate(candidates) if guesses > 0 and i not in chosen]
+        if not left:
+            return set()
+        with_them = self.step_time(size + sum(candidates[i][0] for i in left))
+        without = self.step_time(size)
+        cost = None if with_them is None or without is None else with_them - without
+        if cost is not None and cost > self._probe_credit:
+            return set()
+        self._probe_credit = 0.0
+        return set(left)
