@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 from appliance.api.openai import convert
 from appliance.api.openai.chat_prompt import ToolMode
-from appliance.api.openai.choices import ChoiceOutput
+from appliance.api.openai.choices import ChoiceEvent, ChoiceOutput
 from appliance.api.openai.reasoning import ReasoningFormat
 from appliance.engine.messages import Delta, Done, TokenLogprob, TopLogprob
 
@@ -136,3 +138,31 @@ def test_logprobs_of_held_back_text_ride_on_the_next_chunk_that_shows_text() -> 
     shown = output.feed(delta("ink>ok", logprob=-2))
     assert not held.visible and held.logprobs == []
     assert shown.content == "ok" and [lp.logprob for lp in shown.logprobs] == [-1, -2]
+
+
+@pytest.mark.parametrize("fmt", list(ReasoningFormat))
+@pytest.mark.parametrize(
+    "text", ["Hello", ' "quoted" \\ back', "é 中文 🙂", "line\nbreak\ttab\x01", "</think>"]
+)
+def test_streamed_text_events_are_the_bytes_the_models_give(
+    fmt: ReasoningFormat, text: str
+) -> None:
+    # The stream writes plain pieces without building models; a client must not see a change.
+    chunks = convert.TextChunks('chatcmpl-"x"', "smollm2:135m/ü", 1764000000)
+    for event in (ChoiceEvent(index=2, content=text), ChoiceEvent(index=0, reasoning=text)):
+        fast = chunks.event(event, fmt, logprobs=False)
+        slow = convert.sse(
+            convert.event_chunk('chatcmpl-"x"', "smollm2:135m/ü", 1764000000, event,
+                                reasoning=fmt, logprobs=False)
+        )  # fmt: skip
+        if fast is None:  # reasoning where the format has no field for it: the models decide
+            assert event.reasoning and fmt.field is None
+        else:
+            assert fast == slow
+
+
+def test_events_with_more_than_text_go_through_the_models() -> None:
+    chunks = convert.TextChunks("c", "m", 1)
+    assert chunks.event(ChoiceEvent(index=0, content="a"), ReasoningFormat.DEEPSEEK, True) is None
+    both = ChoiceEvent(index=0, content="a", reasoning="b")
+    assert chunks.event(both, ReasoningFormat.DEEPSEEK, False) is None

@@ -134,6 +134,42 @@ def event_chunk(
     return ChatCompletionChunk(id=completion_id, created=created, model=model, choices=[choice])
 
 
+class TextChunks:
+    """The SSE events of one stream's plain pieces of text, written without building models.
+
+    Nearly every event of a stream is one token's text (or reasoning) for one choice. Building
+    it from the models (`event_chunk`, then `sse`) took ~40 µs, a tenth of the daemon's work per
+    token, on a CPU the model's decode needs. The head of the event is the same for the whole
+    stream, so only the text is encoded; the bytes are those the models give (a test holds
+    this). Anything more than plain text goes through the models.
+    """
+
+    def __init__(self, completion_id: str, model: str, created: int) -> None:
+        self._head = (
+            f'data: {{"id":{_json(completion_id)},"object":"chat.completion.chunk",'
+            f'"created":{created},"model":{_json(model)},"choices":[{{"index":'
+        )
+
+    def event(self, event: ChoiceEvent, reasoning: ReasoningFormat, logprobs: bool) -> str | None:
+        """The event's SSE text, or None when it is more than one plain piece of text."""
+        if logprobs or event.call_deltas or (event.content and event.reasoning):
+            return None
+        if event.content:
+            name, text = "content", event.content
+        elif event.reasoning and reasoning.field:
+            name, text = reasoning.field, event.reasoning
+        else:
+            return None
+        return (
+            f'{self._head}{event.index},"delta":{{"{name}":{_json(text)}}},'
+            '"finish_reason":null,"logprobs":null}],"usage":null}\n\n'
+        )
+
+
+def _json(value: object) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
 def chunk(
     completion_id: str,
     model: str,
@@ -178,7 +214,7 @@ def error_body(error: ApplianceError) -> dict[str, object]:
 
 def sse(payload: BaseModel | dict[str, object]) -> str:
     data = payload if isinstance(payload, dict) else payload.model_dump(mode="json")
-    return f"data: {json.dumps(data, ensure_ascii=False, separators=(',', ':'))}\n\n"
+    return f"data: {_json(data)}\n\n"
 
 
 SSE_DONE = "data: [DONE]\n\n"

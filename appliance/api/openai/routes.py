@@ -121,6 +121,7 @@ async def _stream(
                           content="")
         )  # fmt: skip
     dones: list[Done] = []
+    texts = convert.TextChunks(completion_id, info.name, created)
     try:
         async for message in engine_messages(services, info, submit):
             output = outputs[message.index]
@@ -130,7 +131,7 @@ async def _stream(
             else:
                 event = output.feed(message)
             if event.visible or event.logprobs:
-                yield convert.sse(
+                yield texts.event(event, fmt, submit.logprobs) or convert.sse(
                     convert.event_chunk(completion_id, info.name, created, event,
                                         reasoning=fmt, logprobs=submit.logprobs)
                 )  # fmt: skip

@@ -153,6 +153,9 @@ async def engine_messages(
     finished: dict[int, Done] = {}
     started = time.perf_counter()
     last_text: dict[int, float] = {}
+    # The model's histograms, looked up once: per token, `labels()` costs as much as observing.
+    ttft = metrics.ttft.labels(info.name) if metrics is not None else None
+    itl = metrics.itl.labels(info.name) if metrics is not None else None
     # The engine's stream is closed explicitly: its generator does its bookkeeping (in-flight
     # count, cancel) in `finally`, which must not wait for the garbage collector.
     async with (
@@ -162,12 +165,12 @@ async def engine_messages(
         async for message in stream:
             if not 0 <= message.index < submit.n:
                 raise EngineError(f"engine answered for choice {message.index} of {submit.n}")
-            if isinstance(message, Delta) and message.text and metrics is not None:
+            if isinstance(message, Delta) and message.text and ttft is not None and itl is not None:
                 now = time.perf_counter()
                 if not last_text:
-                    metrics.ttft.labels(info.name).observe(now - started)
+                    ttft.observe(now - started)
                 elif message.index in last_text:
-                    metrics.itl.labels(info.name).observe(now - last_text[message.index])
+                    itl.observe(now - last_text[message.index])
                 last_text[message.index] = now
             yield message
             if isinstance(message, Done):
