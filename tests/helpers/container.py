@@ -33,6 +33,18 @@ def missing_tools() -> list[str]:
     return [tool for tool in TOOLS if shutil.which(tool) is None]
 
 
+def why_not_bootable(debs: dict[Path, str]) -> str | None:
+    """Why the packages (each with the command that builds it) cannot be booted here, or None."""
+    if missing_tools():
+        return f"missing tools: {', '.join(missing_tools())} (make test-system-deps)"
+    if os.geteuid() != 0:
+        return "booting a container with systemd-nspawn needs root"
+    for deb, how in debs.items():
+        if not deb.exists():
+            return f"{deb} is not built ({how})"
+    return None
+
+
 def root_tarball() -> Path:
     """The cached Debian root, built once per package list (mmdebstrap needs the mirror once)."""
     key = hashlib.sha256(f"{SUITE} {' '.join(PACKAGES)}".encode()).hexdigest()[:12]

@@ -14,8 +14,6 @@ Built by `make package-cuda` (~30 min of compiling on 2 cores, once; cached afte
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,7 +21,8 @@ import pytest
 
 from appliance import __version__
 from appliance.store.embedded import embedded_model_path
-from helpers.container import Container, boot, installed_root, missing_tools
+from helpers.container import Container, boot, installed_root, why_not_bootable
+from helpers.rpm import query_rpm
 
 pytestmark = pytest.mark.packages
 
@@ -36,20 +35,9 @@ RUNTIME = "/usr/lib/ai-appliance/venv/lib/ai-appliance/llama-runtime/cuda"
 REPORT = Path(os.environ.get("AI_APPLIANCE_E2E_REPORT", ROOT / "dist" / "e2e-report"))
 
 
-def _why_not() -> str | None:
-    if missing_tools():
-        return f"missing tools: {', '.join(missing_tools())} (make test-system-deps)"
-    if os.geteuid() != 0:
-        return "booting a container with systemd-nspawn needs root"
-    for deb, how in ((CORE, "make package"), (CUDA, "make package-cuda")):
-        if not deb.exists():
-            return f"{deb} is not built ({how})"
-    return None
-
-
 @pytest.fixture(scope="module")
 def container(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Container]:
-    reason = _why_not()
+    reason = why_not_bootable({CORE: "make package", CUDA: "make package-cuda"})
     if reason:
         pytest.skip(reason)
     work = tmp_path_factory.mktemp("nspawn-cuda")
@@ -132,12 +120,7 @@ def test_removing_the_runtime_package_restarts_the_service_on_the_cpu_build(
 
 
 def rpm_query(*args: str) -> str:
-    if shutil.which("rpm") is None:
-        pytest.skip("rpm is not installed (make test-system-deps)")
-    if not CUDA_RPM.exists():
-        pytest.skip(f"{CUDA_RPM} is not built (make package-cuda)")
-    return subprocess.run(["rpm", "-qp", *args, str(CUDA_RPM)], capture_output=True, text=True,
-                          check=True).stdout  # fmt: skip
+    return query_rpm(CUDA_RPM, "make package-cuda", *args)
 
 
 def test_the_cuda_rpm_adds_its_build_and_drop_in_to_the_core_package() -> None:

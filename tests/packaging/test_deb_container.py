@@ -20,7 +20,7 @@ import pytest
 
 from appliance import __version__
 from appliance.store.embedded import embedded_model_path
-from helpers.container import Container, boot, installed_root, missing_tools
+from helpers.container import Container, boot, installed_root, why_not_bootable
 
 pytestmark = pytest.mark.packages
 
@@ -30,19 +30,9 @@ DEB = PACKAGES / f"ai-appliance_{__version__}_amd64.deb"
 REPORT = Path(os.environ.get("AI_APPLIANCE_E2E_REPORT", ROOT / "dist" / "e2e-report"))
 
 
-def _why_not() -> str | None:
-    if missing_tools():
-        return f"missing tools: {', '.join(missing_tools())} (make test-system-deps)"
-    if os.geteuid() != 0:
-        return "booting a container with systemd-nspawn needs root"
-    if not DEB.exists():
-        return f"{DEB} is not built (make package)"
-    return None
-
-
 @pytest.fixture(scope="module")
 def container(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Container]:
-    reason = _why_not()
+    reason = why_not_bootable({DEB: "make package"})
     if reason:
         pytest.skip(reason)
     REPORT.mkdir(parents=True, exist_ok=True)

@@ -5,13 +5,12 @@ what its scriptlets run are checked instead (make test-packages)."""
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from appliance import __version__
+from helpers.rpm import query_rpm
 
 pytestmark = pytest.mark.packages
 
@@ -21,12 +20,7 @@ RPM = PACKAGES / f"ai-appliance-{__version__}-1.x86_64.rpm"
 
 
 def rpm_query(*args: str) -> str:
-    if shutil.which("rpm") is None:
-        pytest.skip("rpm is not installed (make test-system-deps)")
-    if not RPM.exists():
-        pytest.skip(f"{RPM} is not built (make package)")
-    return subprocess.run(["rpm", "-qp", *args, str(RPM)], capture_output=True, text=True,
-                          check=True).stdout  # fmt: skip
+    return query_rpm(RPM, "make package", *args)
 
 
 def test_rpm_carries_the_venv_units_and_a_noreplace_config() -> None:

@@ -307,9 +307,7 @@ class Batcher:
         drafter = slot.drafter
         if drafter is None:
             return 0.0
-        if slot.draft_source == "model":
-            return drafter.model_length.share
-        return drafter.drafted_length.share
+        return drafter.length_for(slot.draft_source).share
 
     def _plan_drafts(self, generating: list[Slot], spare: int, positions: int) -> None:
         """Set the guesses of generating slots, `spare` positions in all: prompt lookup's where
@@ -399,10 +397,7 @@ class Batcher:
         self.drafted[source] += len(draft)
         self.accepted[source] += accepted
         if slot.drafter is not None:
-            if source == "lookup":
-                slot.drafter.feedback(len(draft), accepted)
-            else:
-                slot.drafter.model_length.feedback(len(draft), accepted)
+            slot.drafter.feedback(len(draft), accepted, source)
 
     def _start_siblings(self, primary: Slot, batch_index: int) -> None:
         request = primary.choice.request if primary.choice else None

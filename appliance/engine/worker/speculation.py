@@ -148,9 +148,11 @@ class NgramDrafter:
         history = self.history
         return history[start - QUOTE_MATCH : start] == history[-QUOTE_MATCH:]
 
-    @property
-    def drafted_length(self) -> AdaptiveLength:
-        """The length (and share) of the kind of lookup guess last drafted."""
+    def length_for(self, source: str) -> AdaptiveLength:
+        """The length (and share) of the guess last drafted: the draft model's (`model`), or
+        that of the kind of lookup match it came from (`lookup`)."""
+        if source == "model":
+            return self.model_length
         return self.quote_length if self.drafted_quoting else self.lookup_length
 
     def draft(self, room: int) -> list[int]:
@@ -159,15 +161,16 @@ class NgramDrafter:
         if start is None:
             return []
         self.drafted_quoting = self.quoting()
-        limit = min(room, self.drafted_length.value)
+        limit = min(room, self.length_for("lookup").value)
         if limit < 1:
             return []
         return self.history[start : start + limit]
 
-    def feedback(self, drafted: int, accepted: int) -> None:
-        """Adapt the last lookup draft's length and share, and the worker's priors."""
-        self.drafted_length.feedback(drafted, accepted)
-        self.priors.feedback(self.drafted_quoting, drafted, accepted)
+    def feedback(self, drafted: int, accepted: int, source: str = "lookup") -> None:
+        """Adapt the last draft's length and share (and, for lookup, the worker's priors)."""
+        self.length_for(source).feedback(drafted, accepted)
+        if source == "lookup":
+            self.priors.feedback(self.drafted_quoting, drafted, accepted)
 
 
 PROBE_BUDGET = 0.01
