@@ -60,7 +60,9 @@ def refuses_connections(daemon: Daemon) -> bool:
     for _ in range(100):
         try:
             httpx.get(f"{daemon.root_url}/health", timeout=5)
-        except httpx.ConnectError:
+        except (httpx.ConnectError, httpx.ReadError, httpx.RemoteProtocolError):
+            # Refused, or (a connection the kernel had queued as the listener closed) reset
+            # unanswered: either way no new connection is served.
             return True
     return False
 
