@@ -1,8 +1,9 @@
 """The daemon's handle on one engine worker process: spawn, load, stream, cancel, stop.
 
-Requests are multiplexed over the worker's stdin/stdout by id; a reader task routes each
-frame to the queue of its request. When the worker dies, every in-flight request ends with
-`EngineDead` and the handle reports the exit code, so the manager can restart or mark it failed.
+Requests are multiplexed over the worker's stdin/stdout by id; the stdout pipe's protocol routes
+each frame to the queue of its request as soon as its bytes are in. When the worker dies, every
+in-flight request ends with `EngineDead` and the handle reports the exit code, so the manager can
+restart or mark it failed.
 """
 
 from __future__ import annotations
@@ -85,17 +86,32 @@ class WorkerProcess:
         `env` adds to the daemon's environment: the placement's device visibility
         (`CUDA_VISIBLE_DEVICES`, `ASCEND_RT_VISIBLE_DEVICES`).
         """
-        self.process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "appliance.engine.worker.main",
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            # stderr is inherited: llama.cpp's diagnostics reach the journal with the daemon's.
-            env={**os.environ, **env} if env else None,
-        )
-        self._ready_future = asyncio.get_running_loop().create_future()
-        self._reader = asyncio.create_task(self._read_frames(), name=f"worker-{self.pid}")
+        loop = asyncio.get_running_loop()
+        # The worker's stdout is a pipe read by a protocol (not a StreamReader): each frame is
+        # dispatched in the callback that read its bytes, so a token costs the daemon one turn
+        # of the event loop instead of three (feed, two readexactly wake-ups).
+        read_end, write_end = os.pipe()
+        try:
+            self.process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "appliance.engine.worker.main",
+                stdin=asyncio.subprocess.PIPE,
+                stdout=write_end,
+                # stderr is inherited: llama.cpp's diagnostics reach the journal with the
+                # daemon's.
+                env={**os.environ, **env} if env else None,
+            )
+        except BaseException:
+            os.close(read_end)
+            raise
+        finally:
+            os.close(write_end)
+        self._ready_future = loop.create_future()
+        frames = _FrameReader(self._dispatch, loop.create_future())
+        pipe = open(read_end, "rb", buffering=0)  # noqa: SIM115 (the transport closes it)
+        await loop.connect_read_pipe(lambda: frames, pipe)
+        self._reader = asyncio.create_task(self._watch(frames), name=f"worker-{self.pid}")
         await self._send(load)
         try:
             self.ready = await asyncio.wait_for(asyncio.shield(self._ready_future), timeout_s)
@@ -130,19 +146,11 @@ class WorkerProcess:
         reason = self.exit_reason or "it is not running"
         return f"the worker for model {self.model_name!r} stopped ({reason}); it will be restarted"
 
-    async def _read_frames(self) -> None:
-        assert self.process is not None and self.process.stdout is not None
-        stdout = self.process.stdout
-        try:
-            while True:
-                header = await stdout.readexactly(HEADER_SIZE)
-                # Over the limit (the worker refuses to write one): the stream is corrupt.
-                payload = await stdout.readexactly(frame_length(header))
-                self._dispatch(from_worker_decoder.decode(payload))
-        except asyncio.IncompleteReadError:
-            pass
-        except Exception:
-            log.exception("bad frame from worker %s; stopping it", self.pid)
+    async def _watch(self, frames: _FrameReader) -> None:
+        """Wait for the worker's stdout to end, then for its exit; fail what it was serving."""
+        assert self.process is not None
+        if not await frames.ended:
+            log.error("bad frame from worker %s; stopping it", self.pid)
             self.process.kill()
         returncode = await self.process.wait()
         # A supervisor that killed a hung worker has already said why.
@@ -286,6 +294,57 @@ class WorkerProcess:
         if self._reader:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reader
+
+
+class _FrameReader(asyncio.Protocol):
+    """The worker's stdout: length-prefixed frames, each decoded and dispatched as it completes.
+
+    `ended` resolves True at end of stream, False after a bad frame (over the size limit, or
+    undecodable: the stream is corrupt from there on, so the reader stops and the worker is
+    stopped).
+    """
+
+    def __init__(self, dispatch: Callable[[object], None], ended: asyncio.Future[bool]) -> None:
+        self._dispatch = dispatch
+        self.ended = ended
+        self._buffer = bytearray()
+        self._transport: asyncio.ReadTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.ReadTransport)
+        self._transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        if self.ended.done():
+            return
+        buffer = self._buffer
+        buffer += data
+        start = 0
+        try:
+            while len(buffer) - start >= HEADER_SIZE:
+                end = start + HEADER_SIZE + frame_length(buffer[start : start + HEADER_SIZE])
+                if len(buffer) < end:
+                    break
+                message = from_worker_decoder.decode(buffer[start + HEADER_SIZE : end])
+                start = end
+                self._dispatch(message)
+        except Exception:  # over the limit, undecodable, or a bug: never a silent hang
+            log.exception("the worker's output could not be read")
+            self._stop(ended_well=False)
+            return
+        del buffer[:start]
+
+    def eof_received(self) -> bool | None:
+        return None  # close the transport; connection_lost follows
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop(ended_well=True)
+
+    def _stop(self, *, ended_well: bool) -> None:
+        if not self.ended.done():
+            self.ended.set_result(ended_well)
+        if self._transport is not None:
+            self._transport.close()
 
 
 def _error_for(failed: Failed) -> EngineError | UsageError:

@@ -56,6 +56,10 @@ def _silence_native_logs() -> None:
     L.llama_log_set(log, None)
 
 
+_MAX_LOGIT_ROWS = 4096
+"""Cached logit-row views; more than a batch's positions only after llama.cpp reallocated."""
+
+
 class LlamaRuntime:
     """One loaded model with a context of `slots` sequences of `context_length` tokens each."""
 
@@ -127,6 +131,10 @@ class LlamaRuntime:
         self.memory = L.llama_get_memory(self.ctx)
         self._embed_ctx: ctypes.c_void_p | None = None
         self._candidates: np.ndarray | None = None
+        # numpy views of logit rows by address: making one costs ~30 us (a ctypes array type
+        # each time), and the rows sit at the same addresses step after step.
+        self._logit_rows: dict[int, np.ndarray] = {}
+        self._pieces: dict[int, bytes] = {}
         self._ids: np.ndarray | None = None
         self.bos = L.llama_vocab_bos(self.vocab)
         self.add_bos = bool(L.llama_vocab_get_add_bos(self.vocab))
@@ -172,12 +180,17 @@ class LlamaRuntime:
     def piece(self, token: int) -> bytes:
         # Special tokens are rendered as text: DeepSeek's tool-call markers are control tokens,
         # and the API must see them to parse tool calls (end-of-generation tokens never get here).
+        # A token's bytes never change: each is asked of llama.cpp once.
+        cached = self._pieces.get(token)
+        if cached is not None:
+            return cached
         buffer = ctypes.create_string_buffer(64)
         size = L.llama_token_to_piece(self.vocab, token, buffer, 64, 0, True)
         if size < 0:
             buffer = ctypes.create_string_buffer(-size)
             size = L.llama_token_to_piece(self.vocab, token, buffer, -size, 0, True)
-        return buffer.raw[:size]
+        piece = self._pieces[token] = buffer.raw[:size]
+        return piece
 
     def is_end_of_generation(self, token: int) -> bool:
         return bool(L.llama_vocab_is_eog(self.vocab, token))
@@ -277,8 +290,7 @@ class LlamaRuntime:
             # What the greedy chain picks (the first highest logit; it keeps no state), read
             # in place: llama_sampler_sample first copies the whole vocabulary into a
             # candidate array, ~0.1 ms a token on a 49k vocabulary, 1% at one stream.
-            logits = L.llama_get_logits_ith(self.ctx, batch_index)
-            return int(np.ctypeslib.as_array(logits, (self.n_vocab,)).argmax())
+            return int(self._logit_row(batch_index).argmax())
         if sampler.grammar is None:
             return L.llama_sampler_sample(sampler.chain, self.ctx, batch_index)
         # What llama_sampler_sample does, with a check between the grammar and the rest.
@@ -288,8 +300,7 @@ class LlamaRuntime:
         data = self._candidates
         # Refilled whole: the samplers of the last call sorted and shrank it in place.
         data["id"] = self._ids
-        data["logit"] = np.ctypeslib.as_array(L.llama_get_logits_ith(self.ctx, batch_index),
-                                              (self.n_vocab,))  # fmt: skip
+        data["logit"] = self._logit_row(batch_index)
         data["p"] = 0.0
         candidates = L.llama_token_data_array(
             data.ctypes.data_as(ctypes.POINTER(L.llama_token_data)), self.n_vocab, -1, False
@@ -320,9 +331,21 @@ class LlamaRuntime:
         if sampler.grammar is not None:
             L.llama_sampler_free(sampler.grammar)
 
+    def _logit_row(self, batch_index: int) -> np.ndarray:
+        """The logits of one batch position, in place (valid until the next decode)."""
+        pointer = L.llama_get_logits_ith(self.ctx, batch_index)
+        address = ctypes.cast(pointer, ctypes.c_void_p).value
+        row = self._logit_rows.get(address) if address else None
+        if row is None:
+            row = np.ctypeslib.as_array(pointer, (self.n_vocab,))
+            if address:
+                if len(self._logit_rows) >= _MAX_LOGIT_ROWS:  # llama.cpp moved its buffer
+                    self._logit_rows.clear()
+                self._logit_rows[address] = row
+        return row
+
     def logprobs(self, batch_index: int, token: int, top: int) -> TokenLogprob:
-        raw = L.llama_get_logits_ith(self.ctx, batch_index)
-        logits = np.ctypeslib.as_array(raw, (self.n_vocab,))
+        logits = self._logit_row(batch_index)
         shifted = logits - logits.max()
         log_probs = shifted - np.log(np.exp(shifted).sum())
         best: list[TopLogprob] = []

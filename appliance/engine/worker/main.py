@@ -12,11 +12,13 @@ means the daemon is gone: the worker exits rather than linger holding device mem
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import sys
 import threading
 import traceback
+from collections.abc import Iterator
 from typing import BinaryIO
 
 import msgspec
@@ -45,9 +47,14 @@ _EOF = object()
 
 
 class Outbox:
+    """Frames to the daemon. Inside `gathered()` they are written together when it ends: a
+    step's tokens for all its streams cost one write and one wake-up of the daemon, not one
+    each (at 8 streams, 8 pipe writes and 8 turns of the daemon's loop per step)."""
+
     def __init__(self, stream: BinaryIO) -> None:
         self._stream = stream
         self._lock = threading.Lock()
+        self._gathering: list[bytes] | None = None
 
     def send(self, message: FromWorker) -> None:
         try:
@@ -62,8 +69,24 @@ class Outbox:
                 Failed(request_id, f"the answer is too large to send ({error})", code="too_large")
             )
         with self._lock:
+            if self._gathering is not None:
+                self._gathering.append(frame)
+                return
             self._stream.write(frame)
             self._stream.flush()
+
+    @contextlib.contextmanager
+    def gathered(self) -> Iterator[None]:
+        with self._lock:
+            self._gathering = []
+        try:
+            yield
+        finally:
+            with self._lock:
+                frames, self._gathering = self._gathering, None
+                if frames:
+                    self._stream.write(b"".join(frames))
+                    self._stream.flush()
 
 
 def _log(text: str) -> None:
@@ -198,7 +221,8 @@ class Worker:
             # One decode step, then one bounded embedding chunk: neither starves the other.
             if batcher.has_work():
                 try:
-                    batcher.step()
+                    with self.outbox.gathered():
+                        batcher.step()
                 except Exception as error:
                     # Not explained by one request (those fail alone, inside the batcher):
                     # fail the busy requests and keep serving; the process stays healthy.
