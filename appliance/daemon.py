@@ -14,6 +14,7 @@ import contextlib
 import errno
 import grp
 import logging
+import math
 import os
 import signal
 import socket
@@ -80,10 +81,44 @@ class _OncePerProcess(logging.Filter):
 
 
 class _Server(uvicorn.Server):
-    """A uvicorn server that leaves signal handling to the daemon (two servers, one loop)."""
+    """A uvicorn server that leaves signal handling to the daemon (two servers, one loop), and
+    wakes once a second when idle instead of ten times.
+
+    uvicorn polls `should_exit` every 0.1 s. With two or three servers that is 20-30 wake-ups a
+    second of an idle daemon, each taking a core from the worker's compute threads for a moment
+    (and its partner thread then spins at a barrier): about 1% of a long prompt's prefill on a
+    2-core box. The Date header still changes each second, and a stop request wakes the loop at
+    once.
+    """
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        self._exit_requested = asyncio.Event()
+        super().__init__(config)
+
+    @property
+    def should_exit(self) -> bool:
+        return self._exit_requested.is_set()
+
+    @should_exit.setter
+    def should_exit(self, value: bool) -> None:
+        if value:
+            self._exit_requested.set()
+        else:
+            self._exit_requested.clear()
 
     def capture_signals(self):  # type: ignore[no-untyped-def, override]
         return contextlib.nullcontext()
+
+    async def main_loop(self) -> None:
+        counter = 0  # on_tick refreshes the Date header when counter % 10 == 0: every tick here
+        while not await self.on_tick(counter):
+            counter = (counter + 10) % 864_000
+            # A timeout scope, not wait_for (that starts a task each time), ending on the loop
+            # clock's next whole second, so that all servers' ticks share one wake-up.
+            deadline = math.floor(asyncio.get_running_loop().time()) + 1.0
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout_at(deadline):
+                    await self._exit_requested.wait()
 
 
 def lan_url(host: str, port: int, *, https: bool = False) -> str:
