@@ -143,6 +143,26 @@ def test_a_new_conversation_starts_from_what_earlier_ones_showed() -> None:
     assert policy.choose(1, [(8, fresh.quote_length.share)]) == {0}
 
 
+def test_a_draft_model_that_keeps_failing_is_not_asked_by_new_conversations_for_long() -> None:
+    priors = SharePriors()
+    policy = policy_after(ONE_STREAM_COMPUTE_BOUND)
+    first = NgramDrafter([], max_draft=8, priors=priors)
+    # An untried draft model is asked (its guesses cost decodes, and catching it up on the
+    # conversation first).
+    assert policy.pays(1, 8, first.model_length.share)
+    for _ in range(20):  # conversations whose draft-model guesses all failed
+        drafter = NgramDrafter([], max_draft=8, priors=priors)
+        drafter.feedback(8, 0, source="model")
+    fresh = NgramDrafter([], max_draft=8, priors=priors)
+    assert not policy.pays(1, 8, fresh.model_length.share)
+    # Written off, but not for good: after enough new conversations it is tried again.
+    retried = next(
+        n for n in range(1, 500)
+        if policy.pays(1, 8, NgramDrafter([], max_draft=8, priors=priors).model_length.share)
+    )  # fmt: skip
+    assert 10 < retried < 200
+
+
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def workers(embedded_model: Path) -> AsyncIterator[tuple[WorkerProcess, WorkerProcess]]:
     drafting = WorkerProcess("smollm2-spec")

@@ -48,15 +48,34 @@ PRIOR_SMOOTHING = 0.1
 """Weight of the latest draft in the worker-wide shares new conversations start from."""
 
 
+MODEL_PRIOR_RECOVERY = 0.02
+"""Part of the way back to `PRIOR_SHARE` the draft model's prior goes with each new conversation.
+Its guesses cost decodes to make, so a low prior stops them from being asked at all, and only
+this brings a retry: after a run of failures, about one conversation in fifty."""
+
+
 class SharePriors:
-    """The share of lookup guesses that held across this worker's conversations, for quoting
-    matches and for short ones: where a new conversation's shares start. A fixed optimistic
-    start made every new prose answer pay for a long failed guess (measured: 0.95x at one
-    stream with drafting on)."""
+    """The share of guesses that held across this worker's conversations, for quoting lookup
+    matches, for short ones and for the draft model: where a new conversation's shares start.
+    A fixed optimistic start made every new prose answer pay for a long failed guess (measured:
+    0.95x at one stream with drafting on), and with a draft model that rarely agrees, for
+    catching the draft model up on the conversation (up to 256 tokens) before its first guess:
+    0.90x with a layer-truncated SmolLM2 as the draft model."""
 
     def __init__(self) -> None:
         self.lookup = PRIOR_SHARE
         self.quote = PRIOR_SHARE
+        self.model = PRIOR_SHARE
+
+    def model_start(self) -> float:
+        """The draft model's share for a new conversation (each one moves it a little back
+        towards the optimistic start, so a draft model once written off is tried again)."""
+        self.model += MODEL_PRIOR_RECOVERY * (PRIOR_SHARE - self.model)
+        return self.model
+
+    def model_feedback(self, drafted: int, accepted: int) -> None:
+        if drafted:
+            self.model += PRIOR_SMOOTHING * (accepted / drafted - self.model)
 
     def feedback(self, quoting: bool, drafted: int, accepted: int) -> None:
         if drafted == 0:
@@ -119,7 +138,7 @@ class NgramDrafter:
         self.priors = priors if priors is not None else SharePriors()
         self.lookup_length = AdaptiveLength(max_draft, self.priors.lookup)
         self.quote_length = AdaptiveLength(max_draft, self.priors.quote)
-        self.model_length = AdaptiveLength(max_draft)
+        self.model_length = AdaptiveLength(max_draft, self.priors.model_start())
         self.history: list[int] = []
         self._last_end: dict[tuple[int, ...], int] = {}
         self._previous: int | None = None
@@ -171,6 +190,8 @@ class NgramDrafter:
         self.length_for(source).feedback(drafted, accepted)
         if source == "lookup":
             self.priors.feedback(self.drafted_quoting, drafted, accepted)
+        elif source == "model":
+            self.priors.model_feedback(drafted, accepted)
 
 
 PROBE_BUDGET = 0.01
