@@ -334,9 +334,6 @@ class _FrameReader(asyncio.Protocol):
             return
         del buffer[:start]
 
-    def eof_received(self) -> bool | None:
-        return None  # close the transport; connection_lost follows
-
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop(ended_well=True)
 

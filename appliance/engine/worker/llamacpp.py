@@ -335,13 +335,12 @@ class LlamaRuntime:
         """The logits of one batch position, in place (valid until the next decode)."""
         pointer = L.llama_get_logits_ith(self.ctx, batch_index)
         address = ctypes.cast(pointer, ctypes.c_void_p).value
-        row = self._logit_rows.get(address) if address else None
+        row = self._logit_rows.get(address)
         if row is None:
-            row = np.ctypeslib.as_array(pointer, (self.n_vocab,))
-            if address:
-                if len(self._logit_rows) >= _MAX_LOGIT_ROWS:  # llama.cpp moved its buffer
-                    self._logit_rows.clear()
-                self._logit_rows[address] = row
+            row = np.ctypeslib.as_array(pointer, (self.n_vocab,))  # NULL raises, never cached
+            if len(self._logit_rows) >= _MAX_LOGIT_ROWS:  # llama.cpp moved its buffer
+                self._logit_rows.clear()
+            self._logit_rows[address] = row
         return row
 
     def logprobs(self, batch_index: int, token: int, top: int) -> TokenLogprob:
