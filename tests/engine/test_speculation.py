@@ -18,6 +18,7 @@ from appliance.engine.messages import Delta, Done, Submit
 from appliance.engine.worker.speculation import (
     PROBE_BUDGET,
     QUOTE_MATCH,
+    STALE_STEPS,
     AdaptiveLength,
     DraftPolicy,
     NgramDrafter,
@@ -230,3 +231,17 @@ def test_a_draft_model_that_keeps_missing_sits_out_more_steps_until_it_hits() ->
     assert length.value == 2  # and its guesses shrank to the shortest
     length.feedback(drafted=2, accepted=2)
     assert length.ready() and length.value == 4  # a hit: no rest, and the length grows back
+
+
+def test_a_step_time_measured_while_the_cores_were_busy_is_measured_again_later() -> None:
+    # Something else took the cores while guesses rode: a 9-position step looked 10x dearer.
+    policy = policy_after({1: 10.5, 9: 420.0})
+    assert policy.choose(1, [(8, 0.9)]) == set()  # an edit's guesses, judged too dear
+    # Then only one-position steps (nobody guesses), at the machine's normal speed.
+    for _ in range(STALE_STEPS + 64):
+        policy.record_step(1, 0.0105)
+    # The old 9-position time is no longer trusted: the edit's guesses ride to measure it.
+    assert policy.choose(1, [(8, 0.9)]) == {0}
+    policy.record_step(9, 0.0417)
+    assert policy.step_time(9) == pytest.approx(0.0417)  # the fresh time, not a blend
+    assert policy.choose(1, [(8, 0.9)]) == {0}

@@ -146,8 +146,8 @@ class TextChunks:
 
     def __init__(self, completion_id: str, model: str, created: int) -> None:
         self._head = (
-            f'data: {{"id":{_json(completion_id)},"object":"chat.completion.chunk",'
-            f'"created":{created},"model":{_json(model)},"choices":[{{"index":'
+            f'data: {{"id":{json_text(completion_id)},"object":"chat.completion.chunk",'
+            f'"created":{created},"model":{json_text(model)},"choices":[{{"index":'
         )
 
     def event(self, event: ChoiceEvent, reasoning: ReasoningFormat, logprobs: bool) -> str | None:
@@ -161,12 +161,13 @@ class TextChunks:
         else:
             return None
         return (
-            f'{self._head}{event.index},"delta":{{"{name}":{_json(text)}}},'
+            f'{self._head}{event.index},"delta":{{"{name}":{json_text(text)}}},'
             '"finish_reason":null,"logprobs":null}],"usage":null}\n\n'
         )
 
 
-def _json(value: object) -> str:
+def json_text(value: object) -> str:
+    """Compact JSON, as the models' `model_dump` + sse writes it."""
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
@@ -214,7 +215,7 @@ def error_body(error: ApplianceError) -> dict[str, object]:
 
 def sse(payload: BaseModel | dict[str, object]) -> str:
     data = payload if isinstance(payload, dict) else payload.model_dump(mode="json")
-    return f"data: {_json(data)}\n\n"
+    return f"data: {json_text(data)}\n\n"
 
 
 SSE_DONE = "data: [DONE]\n\n"

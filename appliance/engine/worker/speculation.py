@@ -201,6 +201,17 @@ when it pays again. Probing at a fixed interval instead cost 3% at one stream on
 where nine positions take four times as long as one."""
 
 
+STALE_STEPS = 1000
+"""Decode-only steps after which a step size's time is measured afresh instead of trusted. A
+size with guesses in it is only seen while guesses ride, so a time measured while something
+else took the cores (a backup, a package build, another process's burst) would otherwise stand
+for good: drafting judged too dear and never tried again (measured: two busy processes for one
+round of the benchmark took an edit from 97 to 70 tok/s in every round after it). Re-measuring
+a size costs one step with its guesses, at most once per this many steps."""
+_FORGET_EVERY = 64
+"""Steps between sweeps for stale sizes (a sweep is a pass over the sizes seen)."""
+
+
 class DraftPolicy:
     """Which sequences' guesses pay in the next step, from what decode steps cost and what each
     sequence's guesses have earned.
@@ -214,6 +225,7 @@ class DraftPolicy:
     T is learned from decode-only steps (each position asks for logits, as guesses do; a prompt
     chunk does not) as a running average per step size, because it is not linear; between sizes
     seen it is interpolated, and a size beyond them means drafting, which is how it is learned.
+    A size not seen for `STALE_STEPS` is forgotten and learned again the same way.
     """
 
     def __init__(self, smoothing: float = 0.1, probe_budget: float = PROBE_BUDGET) -> None:
@@ -221,15 +233,27 @@ class DraftPolicy:
         self.probe_budget = probe_budget
         self.step_s: dict[int, float] = {}
         """Running average of a decode-only step's seconds, by its number of positions."""
+        self._seen_at: dict[int, int] = {}
+        """The step (of `_steps`) at which each size in `step_s` was last seen."""
+        self._steps = 0
         self._probe_credit = 0.0
         """Seconds of decoding that probes may still spend (`probe_budget` of each step)."""
 
     def record_step(self, positions: int, seconds: float) -> None:
         """A decode-only step (every position asked for logits) and how long it took."""
+        self._steps += 1
+        if self._steps % _FORGET_EVERY == 0:
+            self._forget_stale()
         known = self.step_s.get(positions)
         self.step_s[positions] = (
             seconds if known is None else known + self.smoothing * (seconds - known)
         )
+        self._seen_at[positions] = self._steps
+
+    def _forget_stale(self) -> None:
+        oldest = self._steps - STALE_STEPS
+        for positions in [n for n, seen in self._seen_at.items() if seen < oldest]:
+            del self.step_s[positions], self._seen_at[positions]
 
     def step_time(self, positions: int) -> float | None:
         """T(positions): seen, or interpolated between the sizes seen around it; else None."""
