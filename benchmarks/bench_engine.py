@@ -287,6 +287,14 @@ def table(title: str, runs: list[Run]) -> str:
     return "\n".join(lines)
 
 
+def require_plotting() -> None:
+    """Stop at once, not after the measuring, when the plots could not be drawn."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        sys.exit("benchmarks draw plots with matplotlib: .venv/bin/pip install -e '.[bench]'")
+
+
 def plot(ours: list[Run], theirs: list[Run], ceilings: dict[int, float], path: Path) -> None:
     import matplotlib
 
@@ -324,6 +332,7 @@ def main() -> None:
     parser.add_argument("--raw-only", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--raw-question", default=QUESTION, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    require_plotting()
     if args.model is None:
         from appliance.store.embedded import embedded_model_path
 

@@ -44,6 +44,7 @@ from bench_engine import (
     load_test,
     one_stream,
     raw_in_subprocess,
+    require_plotting,
     start_llama_cpp_server,
     wait_ready,
 )
@@ -278,6 +279,8 @@ def main() -> None:
     parser.add_argument("--plot", type=Path, default=HERE / "engine.png")
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args()
+    if not args.no_write:
+        require_plotting()
     if args.model is None:
         from appliance.store.embedded import embedded_model_path
 
