@@ -115,10 +115,21 @@ class _LiveCollector(Collector):
                                    "prompt KV", labels=["model"])  # fmt: skip
         hit_tokens = CounterMetricFamily("appliance_prefix_cache_tokens", "Prompt tokens served "
                                          "from cached KV", labels=["model"])  # fmt: skip
+        # Whether speculative decoding pays on this box: guesses decoded and guesses kept
+        # (each kept one a decode step saved), by where they came from.
+        by_source = ["model", "source"]
+        drafted = CounterMetricFamily("appliance_draft_tokens", "Tokens guessed ahead and "
+                                      "decoded to verify them", labels=by_source)  # fmt: skip
+        accepted = CounterMetricFamily("appliance_draft_accepted_tokens", "Guessed tokens the "
+                                       "model agreed with", labels=by_source)  # fmt: skip
         for name, stats in self.metrics.stats.items():
             hits.add_metric([name], stats.prefix_cache_hits)
             hit_tokens.add_metric([name], stats.prefix_cache_tokens)
-        yield from (hits, hit_tokens)
+            drafted.add_metric([name, "lookup"], stats.lookup_draft_tokens)
+            drafted.add_metric([name, "model"], stats.model_draft_tokens)
+            accepted.add_metric([name, "lookup"], stats.lookup_draft_accepted)
+            accepted.add_metric([name, "model"], stats.model_draft_accepted)
+        yield from (hits, hit_tokens, drafted, accepted)
         yield from _device_gauges(services)
         yield from _upstream_gauges(services)
 

@@ -29,6 +29,13 @@ def chat(daemon: Daemon, key: str, body: dict | None = None) -> httpx.Response:
                       headers={"Authorization": f"Bearer {key}"}, timeout=60)  # fmt: skip
 
 
+def sample(text: str, name: str) -> float:
+    """The value of one sample in a Prometheus text scrape (fails if it is missing)."""
+    values = [line.split()[-1] for line in text.splitlines() if line.startswith(name + " ")]
+    assert values, f"{name} is not in the scrape"
+    return float(values[0])
+
+
 def test_metrics_need_a_key_and_show_requests_latency_tokens_slots_and_devices(
     daemon: Daemon,
 ) -> None:
@@ -45,6 +52,11 @@ def test_metrics_need_a_key_and_show_requests_latency_tokens_slots_and_devices(
     assert 'appliance_queue_depth{model="smollm2"} 0.0' in text
     assert 'appliance_model_load_seconds{model="smollm2"}' in text
     assert 'appliance_prefix_cache_hits_total{model="smollm2"}' in text
+    # Speculative decoding's guesses, by source: never more kept than decoded.
+    for source in ("lookup", "model"):
+        labels = f'{{model="smollm2",source="{source}"}}'
+        drafted = sample(text, f"appliance_draft_tokens_total{labels}")
+        assert 0 <= sample(text, f"appliance_draft_accepted_tokens_total{labels}") <= drafted
     assert 'appliance_device_memory_total_bytes{device="cpu0"}' in text
 
 
