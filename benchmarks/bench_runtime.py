@@ -23,6 +23,8 @@ import statistics
 import time
 from pathlib import Path
 
+from bench_engine import require_plotting  # this folder is the script's sys.path[0]
+
 from appliance.config import load_config
 from appliance.devices.runtimes import probe_runtimes
 from appliance.engine.client import WorkerProcess
@@ -76,6 +78,7 @@ async def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--max-tokens", type=int, default=128)
     args = parser.parse_args()
+    require_plotting()
     report = probe_runtimes(load_config())
     assert report.llama_cpp_dir and report.cpu_variant and report.cpu_variant.variant, report
     model = embedded_model_path()
