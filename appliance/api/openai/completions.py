@@ -155,10 +155,7 @@ class TextPieces:
     """
 
     def __init__(self, completion_id: str, model: str, created: int) -> None:
-        self._head = (
-            f'data: {{"id":{convert.json_text(completion_id)},"object":"text_completion",'
-            f'"created":{created},"model":{convert.json_text(model)},"choices":[{{"index":'
-        )
+        self._head = convert.event_head("text_completion", completion_id, model, created)
 
     def event(self, index: int, text: str) -> str:
         return (

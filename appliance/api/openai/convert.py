@@ -145,10 +145,7 @@ class TextChunks:
     """
 
     def __init__(self, completion_id: str, model: str, created: int) -> None:
-        self._head = (
-            f'data: {{"id":{json_text(completion_id)},"object":"chat.completion.chunk",'
-            f'"created":{created},"model":{json_text(model)},"choices":[{{"index":'
-        )
+        self._head = event_head("chat.completion.chunk", completion_id, model, created)
 
     def event(self, event: ChoiceEvent, reasoning: ReasoningFormat, logprobs: bool) -> str | None:
         """The event's SSE text, or None when it is more than one plain piece of text."""
@@ -164,6 +161,16 @@ class TextChunks:
             f'{self._head}{event.index},"delta":{{"{name}":{json_text(text)}}},'
             '"finish_reason":null,"logprobs":null}],"usage":null}\n\n'
         )
+
+
+def event_head(kind: str, completion_id: str, model: str, created: int) -> str:
+    """The start of a stream event up to its first choice's index, the same for the whole
+    stream: the fast paths that write plain text events (`TextChunks`, and the legacy
+    completions' `TextPieces`) add only the index and the text."""
+    return (
+        f'data: {{"id":{json_text(completion_id)},"object":"{kind}",'
+        f'"created":{created},"model":{json_text(model)},"choices":[{{"index":'
+    )
 
 
 def json_text(value: object) -> str:
