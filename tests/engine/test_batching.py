@@ -29,6 +29,11 @@ def chat(question: str, system: str = "") -> str:
 
 
 FRANCE = chat("What is the capital of France?")
+NOTES = " ".join(
+    f"On day {i} the {('north', 'south', 'east', 'west')[i % 4]} line made {100 + 7 * i} parts and "
+    f"{i % 5} were sent back for rework."
+    for i in range(30)
+)
 
 # One worker for the module: its tests share an event loop with it.
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -259,3 +264,25 @@ async def test_a_q8_0_kv_cache_gives_the_same_answer(embedded_model: Path) -> No
     finally:
         await quantized.stop()
     assert "Paris" in texts[0]
+
+
+async def test_a_prompt_fed_in_several_steps_answers_as_one_fed_at_once(
+    worker: WorkerProcess, embedded_model: Path
+) -> None:
+    # ~700 tokens: three steps of the module's worker (256 positions each), remainder first;
+    # one call in a worker whose steps hold 2,048 (llama.cpp splits that one its own way).
+    long = chat("Summarise the notes above in one sentence.", "Notes: " + NOTES)
+    submit = Submit("chunks", long, max_tokens=16, temperature=0, logprobs=True)
+    whole = WorkerProcess("smollm2-whole")
+    await whole.start(load_message(str(embedded_model), 2048, 2, slots=1, batch_tokens=2048), 60)
+    try:
+        at_once = [m async for m in whole.generate(submit) if isinstance(m, Delta)]
+        assert 600 < (await whole.stats()).prompt_tokens < 768
+    finally:
+        await whole.stop()
+    in_steps = [m async for m in worker.generate(submit) if isinstance(m, Delta)]
+    assert sum(len(d.text) for d in in_steps) > 20
+    assert [d.text for d in in_steps] == [d.text for d in at_once]
+    for chunked, single in zip(in_steps, at_once, strict=True):
+        [a], [b] = chunked.logprobs or [], single.logprobs or []
+        assert math.isclose(a.logprob, b.logprob, abs_tol=1e-3)
