@@ -238,7 +238,14 @@ async def edit_run(server: Server, max_tokens: int) -> tuple[float, str]:
 def paired(servers: list[Server], fn, round_no: int):
     """fn(server) for each server, the order alternating with the round."""
     order = servers if round_no % 2 == 0 else list(reversed(servers))
-    return {s.name: fn(s) for s in order}
+    results = {}
+    for server in order:
+        try:
+            results[server.name] = fn(server)
+        except (httpx.TransportError, httpx.HTTPStatusError) as error:
+            error.add_note(f"while measuring {server.name}")  # which one, for the lost round
+            raise
+    return results
 
 
 def main() -> None:
@@ -384,8 +391,9 @@ def main() -> None:
                     retries += 1
                     if retries > 3:
                         raise
-                    print(f"round {r + 1} lost ({error!r}); restarting what died and repeating "
-                          "it", file=sys.stderr)  # fmt: skip
+                    where = "; ".join(getattr(error, "__notes__", []))
+                    print(f"round {r + 1} lost ({error!r}, {where}); restarting what died and "
+                          "repeating it", file=sys.stderr)  # fmt: skip
                     for target, saved in zip(collected, before, strict=True):
                         target.clear()
                         if isinstance(target, dict):

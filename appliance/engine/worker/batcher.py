@@ -59,10 +59,11 @@ is memory-bound (few sequences); with many streams each extra position costs com
 def prompt_chunk(pending: int, room: int) -> int:
     """How many of `pending` input tokens to decode in a step with `room` positions free.
 
-    A prompt longer than the room goes in as its remainder first, then full chunks. The same
-    tokens reach the same positions either way, but llama.cpp's attention runs a short chunk far
-    less efficiently late in a long sequence than at its start: a ~1,100-token prompt prefills
-    about 0.7% faster as 98 + 512 + 512 than as 512 + 512 + 98 (benchmarks/RESULTS.md).
+    A prompt longer than the room goes in as its remainder first, then full chunks (94 + 512 +
+    512, not 512 + 512 + 94). The same tokens reach the same positions either way; measured in
+    the daemon, interleaved against the old order, a ~1,100-token cold prompt reached its first
+    token 2.3% sooner, in every round (benchmarks/RESULTS.md: in the worker the first full chunk
+    after an idle spell runs slower, and a short first chunk avoids that).
     """
     if pending <= room:
         return pending
