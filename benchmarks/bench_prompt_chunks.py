@@ -112,13 +112,12 @@ def main() -> None:
 
     print(f"{n_tokens}-token prompt, {args.reps} repetitions, medians")
     print("| chunks (tokens, in order) | ms per chunk | total, ms |\n|---|---|---:|")
-    totals = {}
     for spec, runs in times.items():
         per_chunk = [statistics.median(run[i] for run in runs) for i in range(len(plans[spec]))]
-        totals[spec] = statistics.median(sum(run) for run in runs)
+        total = statistics.median(sum(run) for run in runs)
         sizes = ", ".join(str(s) for s in plans[spec])
         print(f"| {sizes} | {' · '.join(f'{ms:,.0f}' for ms in per_chunk)} | "
-              f"{totals[spec]:,.0f} |")  # fmt: skip
+              f"{total:,.0f} |")  # fmt: skip
     if args.plot:
         draw(plans, times, args.plot)
 
