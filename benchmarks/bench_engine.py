@@ -195,23 +195,31 @@ async def one_stream(
     messages: list[dict[str, str]],
     max_tokens: int,
 ) -> tuple[float, float, int]:
-    """(time to first token, time of last token, tokens) for one streamed chat request."""
+    """(time to first token, time of last token, tokens) for one streamed chat request.
+
+    A chunk is not always one token (a server may send accepted guesses, or a fast stream's
+    tokens, several to a chunk): the count is the usage chunk's where the server sends one,
+    else one per chunk with content."""
     body = {"model": model, "messages": messages, "max_tokens": max_tokens, "stream": True,
-            "temperature": 0}  # fmt: skip
+            "temperature": 0, "stream_options": {"include_usage": True}}  # fmt: skip
     sent = time.perf_counter()
     first = last = 0.0
-    tokens = 0
+    chunks = 0
+    usage = None
     async with client.stream("POST", f"{base}/chat/completions", json=body) as response:
         response.raise_for_status()
         async for line in response.aiter_lines():
             if not line.startswith("data: ") or line == "data: [DONE]":
                 continue
-            choices = json.loads(line.removeprefix("data: ")).get("choices") or [{}]
+            chunk = json.loads(line.removeprefix("data: "))
+            if chunk.get("usage"):
+                usage = chunk["usage"].get("completion_tokens")
+            choices = chunk.get("choices") or [{}]
             if choices[0].get("delta", {}).get("content"):
-                tokens += 1
+                chunks += 1
                 last = time.perf_counter()
                 first = first or last
-    return first - sent, last - sent, tokens
+    return first - sent, last - sent, chunks if usage is None else usage
 
 
 async def load_test(base: str, model: str, clients: int, max_tokens: int) -> Run:

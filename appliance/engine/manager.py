@@ -236,6 +236,7 @@ class EngineManager:
             draft_model_path=placement.draft_model_path,
             draft_gpu_layers=placement.draft_gpu_layers,
             draft_required=placement.draft_required,
+            stream_interval_ms=self.config.engine.stream_interval_ms,
         )
         try:
             ready = await worker.start(

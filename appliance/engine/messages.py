@@ -54,6 +54,9 @@ class Load(msgspec.Struct, tag="load"):
     draft_required: bool = False
     """The administrator named the draft model: failing to load it fails the load. Otherwise
     (chosen automatically) the model is served without it."""
+    stream_interval_ms: int = 0
+    """Longest a streamed token after an answer's first may wait to go out merged with the
+    next ones (`engine.stream_interval_ms`); 0 sends every token at once."""
 
 
 class Submit(msgspec.Struct, tag="submit"):

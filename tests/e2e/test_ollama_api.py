@@ -45,11 +45,14 @@ def test_chat_answers_with_ollama_fields_and_token_counts(client: ollama.Client)
 def test_streamed_chat_arrives_in_pieces_and_ends_with_done(client: ollama.Client) -> None:
     parts = list(client.chat(model="smollm2", messages=QUESTION, options=GREEDY, stream=True))
     text = [p.message.content for p in parts if not p.done]
-    assert len(text) > 2, "tokens should stream one by one, not arrive as one block"
+    # The first token alone, the rest a few to a line (`engine.stream_interval_ms`).
+    assert len(text) >= 2, "the answer should stream, not arrive as one block"
     assert "Paris" in "".join(text)
     assert [p.done for p in parts].count(True) == 1 and parts[-1].done
     assert parts[-1].done_reason == "stop"
-    assert parts[-1].eval_count == len(text)
+    whole = client.chat(model="smollm2", messages=QUESTION, options=GREEDY)
+    assert "".join(text) == whole.message.content
+    assert parts[-1].eval_count == whole.eval_count >= len(text)
 
 
 def test_generate_completes_a_prompt_through_the_chat_template(client: ollama.Client) -> None:

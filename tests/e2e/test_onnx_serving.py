@@ -62,12 +62,14 @@ def test_a_streamed_onnx_answer_arrives_in_pieces(client: openai.OpenAI) -> None
     chunks = list(stream)
     # The template opens a <think> block: the text streams as reasoning or as content.
     pieces = [c for c in chunks if c.choices and _text(c.choices[0].delta)]
-    assert len(pieces) > 2
+    # The first token alone, the rest a few to a chunk (`engine.stream_interval_ms`).
+    assert len(pieces) >= 2
     finishes = [
         c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason
     ]
     assert len(finishes) == 1
-    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens > 2
+    assert chunks[-1].usage is not None
+    assert chunks[-1].usage.completion_tokens >= max(len(pieces), 3)
 
 
 def test_json_schema_output_from_the_onnx_model_matches_the_schema(client: openai.OpenAI) -> None:

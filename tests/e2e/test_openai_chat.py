@@ -40,13 +40,19 @@ def test_streamed_answer_arrives_in_chunks_and_ends_with_a_finish_reason(
         c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content
     ]
     assert chunks[0].choices[0].delta.role == "assistant"
-    assert len(content) > 2, "tokens should stream one by one, not arrive as one block"
+    # The first token alone, the rest a few to a chunk (`engine.stream_interval_ms`).
+    assert len(content) >= 2, "the answer should stream, not arrive as one block"
     assert "Paris" in "".join(content)
     finishes = [
         c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason
     ]
     assert finishes == ["stop"]
-    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == len(content)
+    whole = client.chat.completions.create(
+        model="smollm2", messages=QUESTION, temperature=0, max_tokens=32
+    )
+    assert "".join(content) == whole.choices[0].message.content
+    assert chunks[-1].usage is not None
+    assert chunks[-1].usage.completion_tokens == whole.usage.completion_tokens >= len(content)
 
 
 def test_chat_gives_the_model_its_whole_template(client: openai.OpenAI) -> None:

@@ -108,7 +108,7 @@ def test_an_upstream_name_is_listed_and_answers_like_a_local_model(
     )
     pieces = [c.choices[0].delta.content for c in stream if c.choices]
     pieces = [piece for piece in pieces if piece]
-    assert len(pieces) > 2, "the upstream's tokens should stream through one by one"
+    assert len(pieces) >= 2, "the upstream's answer should stream through, not as one block"
     assert "".join(pieces) == expected.choices[0].message.content
 
 

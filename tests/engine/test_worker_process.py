@@ -34,6 +34,28 @@ async def test_worker_loads_the_model_in_its_own_process(embedded_model: Path) -
     assert worker.process is not None and worker.process.returncode == 0
 
 
+async def test_a_fast_stream_arrives_in_groups_with_the_same_answer(embedded_model: Path) -> None:
+    """`engine.stream_interval_ms`: the tokens of a fast answer leave the worker a few to a
+    message (its first alone, for the time to first token), and the answer is the same."""
+    answers: dict[int, list[Delta]] = {}
+    for interval_ms in (0, 200):
+        worker = WorkerProcess("smollm2")
+        load = load_message(str(embedded_model), 1024, 2, stream_interval_ms=interval_ms)
+        await worker.start(load, timeout_s=60)
+        try:
+            submit = Submit("r1", PROMPT, max_tokens=48, temperature=0)
+            messages = [m async for m in worker.generate(submit)]
+        finally:
+            await worker.stop()
+        assert isinstance(messages[-1], Done) and messages[-1].completion_tokens == 48
+        answers[interval_ms] = [m for m in messages if isinstance(m, Delta)]
+    alone, grouped = answers[0], answers[200]
+    assert "".join(d.text for d in grouped) == "".join(d.text for d in alone)
+    assert sum(d.tokens for d in grouped) == sum(d.tokens for d in alone) >= 48
+    assert grouped[0].tokens == 1
+    assert len(grouped) * 3 <= len(alone), [d.tokens for d in grouped]
+
+
 async def test_corrupt_model_file_fails_the_load_with_a_reason(tmp_path: Path) -> None:
     broken = tmp_path / "broken.gguf"
     broken.write_bytes(b"GGUF" + os.urandom(4096))

@@ -67,15 +67,25 @@ class ConsoleScreen(Screen[None]):
         # un-awaited coroutine behind.
         return await (self.client.run(call) if isinstance(call, Call) else call)
 
+    @property
+    def taken_down(self) -> bool:
+        """The screen is being removed (the console quits): its widgets may be gone already."""
+        # Textual removes a screen's widgets before it cancels the screen's workers, and hides
+        # (`display`) a node from the moment its removal starts.
+        return not self.is_running or not self.display
+
     async def poll(self, call: Call[T] | Awaitable[T]) -> T | None:
         """For refreshes: a dead daemon goes to the banner (the app retries), other errors to
-        the modal."""
+        the modal. None too when the screen was taken down while the daemon answered, so a
+        refresh in flight when the administrator quits ends quietly, without a traceback."""
         try:
-            return await self._run(call)
+            result = await self._run(call)
         except DaemonUnreachable as error:
             self.console.daemon_error = error.message
         except ApplianceError as error:
             self.console.show_error(error)
+        else:
+            return None if self.taken_down else result
         return None
 
     async def act(self, call: Call[T] | Awaitable[T]) -> T | None:

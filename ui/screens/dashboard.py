@@ -124,6 +124,8 @@ class DashboardScreen(ConsoleScreen):
             self.poll(calls.hook_runs()),
             self.poll(calls.logs(level="ERROR", limit=10)),
         )
+        if self.taken_down:
+            return
         self.query_one("#service", Static).update(_service_text(status))
         self.query_one("#runtime", Static).update(runtime_line(status.runtime))
         if host:

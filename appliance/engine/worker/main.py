@@ -12,13 +12,11 @@ means the daemon is gone: the worker exits rather than linger holding device mem
 
 from __future__ import annotations
 
-import contextlib
 import os
 import queue
 import sys
 import threading
 import traceback
-from collections.abc import Iterator
 from typing import BinaryIO
 
 import msgspec
@@ -26,9 +24,7 @@ import msgspec
 from appliance.engine.messages import (
     Cancel,
     Embed,
-    Failed,
     FrameTooLarge,
-    FromWorker,
     Load,
     LoadFailed,
     LoadProgress,
@@ -37,56 +33,13 @@ from appliance.engine.messages import (
     Ready,
     StatsRequest,
     Submit,
-    encode_frame,
     read_frame_sync,
     to_worker_decoder,
 )
+from appliance.engine.worker.outbox import Outbox
 from appliance.runtime.loader import activate, add_rpc_servers
 
 _EOF = object()
-
-
-class Outbox:
-    """Frames to the daemon. Inside `gathered()` they are written together when it ends: a
-    step's tokens for all its streams cost one write and one wake-up of the daemon, not one
-    each (at 8 streams, 8 pipe writes and 8 turns of the daemon's loop per step)."""
-
-    def __init__(self, stream: BinaryIO) -> None:
-        self._stream = stream
-        self._lock = threading.Lock()
-        self._gathering: list[bytes] | None = None
-
-    def send(self, message: FromWorker) -> None:
-        try:
-            frame = encode_frame(message)
-        except FrameTooLarge as error:
-            # The daemon would have to drop the connection over it: fail the request instead.
-            request_id = getattr(message, "id", None)
-            _log(f"not sending a {type(message).__name__}: {error}")
-            if request_id is None:
-                return
-            frame = encode_frame(
-                Failed(request_id, f"the answer is too large to send ({error})", code="too_large")
-            )
-        with self._lock:
-            if self._gathering is not None:
-                self._gathering.append(frame)
-                return
-            self._stream.write(frame)
-            self._stream.flush()
-
-    @contextlib.contextmanager
-    def gathered(self) -> Iterator[None]:
-        with self._lock:
-            self._gathering = []
-        try:
-            yield
-        finally:
-            with self._lock:
-                frames, self._gathering = self._gathering, None
-                if frames:
-                    self._stream.write(b"".join(frames))
-                    self._stream.flush()
 
 
 def _log(text: str) -> None:
@@ -145,6 +98,7 @@ class Worker:
 
     def load(self, request: Load) -> bool:
         raise_oom_score(request.oom_score_adj)
+        self.outbox.interval_s = request.stream_interval_ms / 1000
         try:
             # Imported here so that a broken runtime install is reported as LoadFailed.
             from appliance.engine.worker.batcher import Batcher
@@ -198,10 +152,16 @@ class Worker:
             self.embedder.submit(message)
 
     def drain(self, block: bool) -> None:
+        if block:
+            self.outbox.flush()  # nothing held while idle
         try:
-            self.handle(self.inbox.get(block=block))
+            message = self.inbox.get(block=block)
             while True:
-                self.handle(self.inbox.get_nowait())
+                if isinstance(message, Submit | Embed):
+                    # The next step may be a long prompt chunk: held tokens go out before it.
+                    self.outbox.flush()
+                self.handle(message)
+                message = self.inbox.get_nowait()
         except queue.Empty:
             pass
 
@@ -229,6 +189,7 @@ class Worker:
                     traceback.print_exc(file=sys.stderr)
                     batcher.fail_all(error)
             if embedder.has_work():
+                self.outbox.flush()
                 embedder.step()
         return 0
 
@@ -254,7 +215,7 @@ def main() -> int:
         target=_read_inbox, args=(sys.stdin.buffer, inbox), name="inbox", daemon=True
     )
     reader.start()
-    return Worker(inbox, Outbox(ipc_out)).run()
+    return Worker(inbox, Outbox(ipc_out, _log)).run()
 
 
 if __name__ == "__main__":
