@@ -150,6 +150,22 @@ async def test_shared_system_prompt_is_served_from_the_prefix_cache(
     assert after.prefix_cache_hits == before.prefix_cache_hits + 1
 
 
+async def test_a_new_conversation_on_a_shared_system_prompt_leaves_the_other_one_cached(
+    worker: WorkerProcess,
+) -> None:
+    """Two people on the office's system prompt: the second one's question must not overwrite
+    the first one's conversation, whose next turn then starts from all of it."""
+    system = "You are the travel desk of ACME. Answer in one short sentence. " * 8
+    first_prompt = chat("Where is Lyon?", system)
+    texts, [first] = await collect(worker, Submit("a1", first_prompt, 12, temperature=0))
+    _, [other] = await collect(worker, Submit("b1", chat("Where is Turin?", system), 12))
+    assert other.cached_tokens > 0.8 * len(system.split())  # the system prompt, copied
+    follow_up = f"{first_prompt}{texts[0]}<|im_end|>\n" + chat("And Nice?")
+    _, [next_turn] = await collect(worker, Submit("a2", follow_up, 2, temperature=0))
+    # All of the first turn's prompt is reused, not just the system prompt the two share.
+    assert next_turn.cached_tokens >= first.prompt_tokens
+
+
 async def test_stop_string_inside_a_token_cuts_the_text_before_it(worker: WorkerProcess) -> None:
     texts, dones = await collect(worker, Submit("st", FRANCE, 20, temperature=0, stop=["ari"]))
     assert dones[0].finish_reason == "stop"

@@ -51,6 +51,9 @@ if TYPE_CHECKING:
 Sampler = Any
 
 FORCED_THINK_END = "\n</think>\n\n"
+MIN_PREFIX_COPY = 16
+"""Fewer shared tokens than this (a chat template's first tokens) are recomputed rather than
+copied from another slot."""
 SPEC_STEP_TOKENS = 24
 """Most tokens in a step that may carry drafts: guesses ride free only while a decode step
 is memory-bound (few sequences); with many streams each extra position costs compute."""
@@ -195,7 +198,17 @@ class Batcher:
         source, reuse = self._best_prefix(tokens)
         # At least the last prompt token must be decoded: its logits give the first token.
         reuse = min(reuse, len(tokens) - 1)
-        primary = source if source in free and reuse > 0 else min(free, key=lambda s: s.last_used)
+        # In place only where the new prompt keeps the source's whole prompt: that
+        # conversation going on, or asked again (what in place drops is the answer to it). A
+        # prompt that shares less (a common system prompt, a chat template's first tokens)
+        # takes the least recently used free slot, so the other conversation stays cached: a
+        # copy of the shared part costs one KV buffer copy, where recomputing what in place
+        # would drop costs a prefill (seconds on a CPU box). llama-server overwrites any slot
+        # whose cache is more than 10% alike.
+        in_place = source in free and 0 < min(source.prompt_length, len(source.cached)) <= reuse
+        primary = source if in_place else min(free, key=lambda s: s.last_used)
+        if primary is not source and reuse < MIN_PREFIX_COPY:
+            reuse = 0
         if primary is source:
             self.rt.forget(primary.seq, reuse)
         else:
@@ -204,6 +217,7 @@ class Batcher:
                 self.rt.copy_prefix(source.seq, primary.seq, reuse)
         primary.cached = tokens[:reuse]
         primary.pending = tokens[reuse:]
+        primary.prompt_length = len(tokens)
         primary.choice = Choice(request, 0, len(tokens), reuse, samplers[0])
         primary.drafter = self._drafter(tokens)
         if reuse:
@@ -214,6 +228,7 @@ class Batcher:
         for index, slot in enumerate(others[: request.n - 1], start=1):
             self.rt.forget(slot.seq)
             slot.cached, slot.pending = [], []
+            slot.prompt_length = len(tokens)
             slot.choice = Choice(request, index, len(tokens), reuse, samplers[index])
             slot.drafter = self._drafter(tokens)
             slot.waiting_for_copy = True

@@ -118,6 +118,9 @@ class Slot:
     """Tokens to feed at the next steps (prompt chunks, the last sampled token, forced ones)."""
     choice: Choice | None = None
     last_used: int = 0
+    prompt_length: int = 0
+    """Prompt tokens of the last request placed here: a new prompt that starts with all of them
+    goes on with (or asks again) that conversation."""
     waiting_for_copy: bool = False
     """A sibling choice of an n>1 request: idle until the first choice's prompt is in the KV."""
     drafter: Any = None
