@@ -441,6 +441,20 @@ def main() -> None:
         print(f"\nwrote {args.results} and {args.plot}", file=sys.stderr)
 
 
+def command_line() -> str:
+    """This run's arguments as typed, the runtime dir shortened and the label left out."""
+    shown, skip = [], False
+    for arg in sys.argv[1:]:
+        if skip:
+            skip = False
+            continue
+        if arg in ("--label", "--results", "--plot"):
+            skip = True
+            continue
+        shown.append("DIR" if "llama-runtime" in arg else arg)
+    return " ".join(shown)
+
+
 def med(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
@@ -501,7 +515,7 @@ def render(args, clients, tps, ttft, ratios, cold, warm, edit, memory, load_befo
         f"unpaired). Load average (1/5/15 min) before {load_before[0]:.1f}/{load_before[1]:.1f}/"
         f"{load_before[2]:.1f}, after {load_after[0]:.1f}/{load_after[1]:.1f}/{load_after[2]:.1f}. "
         f"Our extra settings: {' '.join(args.ours_env) or 'none'}. Command: "
-        "`.venv/bin/python benchmarks/bench_vs_llama_server.py --runtime-dir DIR --speculative`.",
+        f"`.venv/bin/python benchmarks/bench_vs_llama_server.py {command_line()}`.",
         "\n".join(head),
         f"Range of the per-round ratios: {spread}.",
     ])  # fmt: skip
