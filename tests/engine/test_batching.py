@@ -166,6 +166,26 @@ async def test_a_new_conversation_on_a_shared_system_prompt_leaves_the_other_one
     assert next_turn.cached_tokens >= first.prompt_tokens
 
 
+async def test_a_question_asked_again_reuses_its_own_slot_not_someone_elses(
+    worker: WorkerProcess,
+) -> None:
+    """The module's worker has 4 slots: three conversations and one question fill them. Asking
+    the question again must not take the oldest conversation's slot (a copy would evict it)."""
+    firsts = {}
+    for name in ("Lisbon", "Oslo", "Vienna"):
+        prompt = chat(f"Describe {name} in one sentence.")
+        texts, [done] = await collect(worker, Submit(name, prompt, 6, temperature=0))
+        firsts[name] = (prompt + texts[0], done.prompt_tokens)
+    question = chat("What is two plus two?")
+    for attempt in range(2):
+        _, [again] = await collect(worker, Submit(f"q{attempt}", question, 4, temperature=0))
+    assert again.cached_tokens == again.prompt_tokens - 1
+    for name, (so_far, prompt_tokens) in firsts.items():
+        follow_up = f"{so_far}<|im_end|>\n" + chat("And its river?")
+        _, [turn] = await collect(worker, Submit(f"{name}2", follow_up, 2, temperature=0))
+        assert turn.cached_tokens >= prompt_tokens, name
+
+
 async def test_stop_string_inside_a_token_cuts_the_text_before_it(worker: WorkerProcess) -> None:
     texts, dones = await collect(worker, Submit("st", FRANCE, 20, temperature=0, stop=["ari"]))
     assert dones[0].finish_reason == "stop"

@@ -59,6 +59,12 @@ SPEC_STEP_TOKENS = 24
 is memory-bound (few sequences); with many streams each extra position costs compute."""
 
 
+def goes_on(shared: int, slot: Slot) -> bool:
+    """Whether a prompt whose first `shared` tokens are the slot's goes on with the
+    conversation cached there, or asks it again: it keeps all of the slot's last prompt."""
+    return 0 < min(slot.prompt_length, len(slot.cached)) <= shared
+
+
 def prompt_chunk(pending: int, room: int) -> int:
     """How many of `pending` input tokens to decode in a step with `room` positions free.
 
@@ -195,17 +201,17 @@ class Batcher:
         if prepared is None:
             return
         tokens, samplers = prepared
-        source, reuse = self._best_prefix(tokens)
+        source, shared = self._best_prefix(tokens)
         # At least the last prompt token must be decoded: its logits give the first token.
-        reuse = min(reuse, len(tokens) - 1)
-        # In place only where the new prompt keeps the source's whole prompt: that
-        # conversation going on, or asked again (what in place drops is the answer to it). A
-        # prompt that shares less (a common system prompt, a chat template's first tokens)
-        # takes the least recently used free slot, so the other conversation stays cached: a
-        # copy of the shared part costs one KV buffer copy, where recomputing what in place
-        # would drop costs a prefill (seconds on a CPU box). llama-server overwrites any slot
-        # whose cache is more than 10% alike.
-        in_place = source in free and 0 < min(source.prompt_length, len(source.cached)) <= reuse
+        reuse = min(shared, len(tokens) - 1)
+        # In place only where the new prompt goes on with the source's conversation (or asks
+        # it again): what in place drops is then the answer to it. A prompt that shares less
+        # (a common system prompt, a chat template's first tokens) takes the least recently
+        # used free slot, so the other conversation stays cached: a copy of the shared part
+        # costs one KV buffer copy, where recomputing what in place would drop costs a
+        # prefill (seconds on a CPU box). llama-server overwrites any slot whose cache is more
+        # than 10% alike.
+        in_place = source in free and goes_on(shared, source)
         primary = source if in_place else min(free, key=lambda s: s.last_used)
         if primary is not source and reuse < MIN_PREFIX_COPY:
             reuse = 0
