@@ -59,6 +59,11 @@ SPEC_STEP_TOKENS = 24
 is memory-bound (few sequences); with many streams each extra position costs compute."""
 
 
+def runs(seqs: set[int]) -> int:
+    """How many stretches of consecutive ids `seqs` make ({0, 1, 4, 5}: 2)."""
+    return sum(1 for seq in seqs if seq - 1 not in seqs)
+
+
 def goes_on(shared: int, slot: Slot) -> bool:
     """Whether a prompt whose first `shared` tokens are the slot's goes on with the
     conversation cached there, or asks it again: it keeps all of the slot's last prompt."""
@@ -100,6 +105,10 @@ class Batcher:
         self.draft_model = getattr(runtime, "draft_model", None) if self.max_draft else None
         self.draft_policy = DraftPolicy()
         self.share_priors = SharePriors()
+        self.moves = 0
+        """Conversations moved into a gap between busy slots (`_close_gaps`)."""
+        self.runs_matter = bool(getattr(runtime, "one_pass_per_run", False))
+        """Whether a step decodes each run of consecutive sequence ids in a pass of its own."""
         self._decode_only = False  # whether the step being filled has no prompt positions
 
     # --- requests in and out -------------------------------------------------------------
@@ -211,8 +220,14 @@ class Batcher:
         # costs one KV buffer copy, where recomputing what in place would drop costs a
         # prefill (seconds on a CPU box). llama-server overwrites any slot whose cache is more
         # than 10% alike.
-        in_place = source in free and goes_on(shared, source)
-        primary = source if in_place else min(free, key=lambda s: s.last_used)
+        # Where the runtime decodes a run of consecutive sequence ids in one pass, the slot
+        # must also keep the busy ones in as few runs as it can: a conversation cached out of
+        # line is copied into line rather than continued where it lies (one copy, against
+        # reading the weights once more at every step it generates).
+        taken = {slot.seq for slot in self.slots if slot.busy}
+        fitting = self._fitting(free, taken)
+        in_place = source in fitting and goes_on(shared, source)
+        primary = source if in_place else min(fitting, key=lambda s: s.last_used)
         if primary is not source and reuse < MIN_PREFIX_COPY:
             reuse = 0
         if primary is source:
@@ -230,14 +245,69 @@ class Batcher:
             self.prefix_hits += 1
             self.prefix_tokens += reuse
         self.prompt_tokens += len(tokens)
-        others = sorted((s for s in free if s is not primary), key=lambda s: s.last_used)
-        for index, slot in enumerate(others[: request.n - 1], start=1):
+        taken.add(primary.seq)
+        rest = [s for s in free if s is not primary]
+        for index in range(1, request.n):
+            slot = min(self._fitting(rest, taken), key=lambda s: s.last_used)
+            rest.remove(slot)
+            taken.add(slot.seq)
             self.rt.forget(slot.seq)
             slot.cached, slot.pending = [], []
             slot.prompt_length = len(tokens)
             slot.choice = Choice(request, index, len(tokens), reuse, samplers[index])
             slot.drafter = self._drafter(tokens)
             slot.waiting_for_copy = True
+
+    def _fitting(self, free: list[Slot], taken: set[int]) -> list[Slot]:
+        """The free slots that keep the `taken` sequence ids in fewest runs; all of them
+        where the runtime does not care (ONNX) or nothing is taken."""
+        if not self.runs_matter or not taken:
+            return free
+        added = {slot.seq: runs(taken | {slot.seq}) for slot in free}
+        fewest = min(added.values())
+        return [slot for slot in free if added[slot.seq] == fewest]
+
+    def _close_gaps(self) -> None:
+        """Move conversations until the busy slots are one run of consecutive sequence ids.
+
+        A conversation that ends inside the run leaves a gap (new requests fill gaps first),
+        and until something fills it every step makes one more pass over the weights: a third
+        more per step for 8 streams on the 2-vCPU VM. Moving the last conversation into the
+        gap costs one copy of its KV stream, about one step's time, once."""
+        if not self.runs_matter:
+            return
+        while True:
+            busy = [slot for slot in self.slots if slot.busy]
+            taken = {slot.seq for slot in busy}
+            if runs(taken) <= 1:
+                return
+            gap = next(s for s in self.slots if s.seq > min(taken) and not s.busy)
+            self._move(max(busy, key=lambda slot: slot.seq), gap)
+
+    def _move(self, mover: Slot, gap: Slot) -> None:
+        """Put `mover`'s conversation on `gap`'s sequence id (the two slots trade ids). The
+        conversation cached in the gap goes to the least recently used free slot outside the
+        run, so its next turn still starts from it."""
+        lowest = min(slot.seq for slot in self.slots if slot.busy)
+        outside = [
+            s for s in self.slots
+            if not s.busy and s is not gap and (s.seq < lowest or s.seq > mover.seq)
+        ]  # fmt: skip
+        if gap.cached and outside:
+            keeper = min(outside, key=lambda s: s.last_used)
+            self.rt.copy_prefix(gap.seq, keeper.seq, len(gap.cached))
+            keeper.cached, keeper.prompt_length = gap.cached, gap.prompt_length
+            keeper.last_used = gap.last_used
+        # Copies run in order at the next decode, from the buffers as they are now.
+        if mover.cached:
+            self.rt.copy_prefix(mover.seq, gap.seq, len(mover.cached))
+        else:
+            self.rt.forget(gap.seq)
+        self.rt.forget(mover.seq)
+        mover.seq, gap.seq = gap.seq, mover.seq
+        gap.cached, gap.prompt_length = [], 0
+        self.slots.sort(key=lambda slot: slot.seq)
+        self.moves += 1
 
     def _drafter(self, tokens: list[int]) -> NgramDrafter | None:
         return NgramDrafter(tokens, self.max_draft, self.share_priors) if self.max_draft else None
@@ -260,6 +330,7 @@ class Batcher:
 
     def step(self) -> None:
         self._admit()
+        self._close_gaps()
         outputs = self._fill_batch()
         if self.batch.n_tokens == 0:
             self._fail_stalled()
@@ -306,8 +377,9 @@ class Batcher:
             for index, slot in enumerate(guessing):
                 if index not in keep:
                     slot.draft = []
+        plans: list[tuple[Slot, list[int]]] = []
+        room = budget
         for slot in active:
-            room = budget - count
             if room <= 0:
                 slot.draft = []
                 break
@@ -315,6 +387,12 @@ class Batcher:
             take = slot.pending[: prompt_chunk(len(slot.pending), room)]
             if slot.draft:
                 take = take + slot.draft
+            room -= len(take)
+            plans.append((slot, take))
+        # In sequence id order: llama.cpp decodes sequences in one pass only while each next
+        # one in the batch has the next id (one KV stream per slot).
+        plans.sort(key=lambda plan: plan[0].seq)
+        for slot, take in plans:
             start = len(slot.cached)
             for offset, token in enumerate(take):
                 batch.token[count] = token
