@@ -226,8 +226,11 @@ class Batcher:
         # reading the weights once more at every step it generates).
         taken = {slot.seq for slot in self.slots if slot.busy}
         fitting = self._fitting(free, taken)
-        in_place = source in fitting and goes_on(shared, source)
-        primary = source if in_place else min(fitting, key=lambda s: s.last_used)
+        primary = self._going_on(fitting, tokens, source, shared)
+        if primary is None:
+            primary = min(fitting, key=lambda s: s.last_used)
+        elif primary is not source:
+            source = primary  # the same conversation cached again, in line: no copy
         if primary is not source and reuse < MIN_PREFIX_COPY:
             reuse = 0
         if primary is source:
@@ -257,6 +260,21 @@ class Batcher:
             slot.choice = Choice(request, index, len(tokens), reuse, samplers[index])
             slot.drafter = self._drafter(tokens)
             slot.waiting_for_copy = True
+
+    @staticmethod
+    def _going_on(
+        fitting: list[Slot], tokens: list[int], source: Slot | None, shared: int
+    ) -> Slot | None:
+        """A fitting slot whose conversation the prompt goes on with (or asks again), holding
+        as much of it as the best cache anywhere: the prompt continues there, in place."""
+        if source in fitting and goes_on(shared, source):
+            return source
+        for slot in fitting:
+            if slot.cached and slot is not source:
+                length = common_prefix(slot.cached, tokens)
+                if length >= shared and goes_on(length, slot):
+                    return slot
+        return None
 
     def _fitting(self, free: list[Slot], taken: set[int]) -> list[Slot]:
         """The free slots that keep the `taken` sequence ids in fewest runs; all of them
