@@ -79,3 +79,15 @@ def test_the_conversation_that_ended_keeps_its_cache_for_its_next_turn(
     again = ends["middle again"]
     assert again["cached"] == again["prompt"] - 1
     assert texts["middle again"] == texts["first2"]
+
+
+def test_a_conversation_already_cached_in_line_is_used_without_a_copy(
+    embedded_model: Path,
+) -> None:
+    """Conversation 1 is cached in slots 0, 1 and 2 and slot 3 is busy: asked again, it goes on
+    in slot 2 as it is, rather than copied from slot 0 to slot 4."""
+    layout = record(embedded_model, "already-in-line")
+    assert layout["copies"] == []
+    assert layout["ends"]["once"]["cached"] == layout["ends"]["once"]["prompt"] - 1
+    assert sorted(set(layout["steps"][-1])) == [3]  # slot 3 went on alone after slot 2 ended
+    assert [passes(step) for step in layout["steps"]] == [1] * len(layout["steps"])

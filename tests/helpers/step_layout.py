@@ -58,6 +58,14 @@ def _main(path: str, scenario: str) -> None:
         return decode(batch)
 
     rt.decode = recording  # type: ignore[method-assign]
+    copies: list[tuple[int, int]] = []
+    copy_prefix = rt.copy_prefix
+
+    def counting(source: int, target: int, length: int) -> None:
+        copies.append((source, target))
+        copy_prefix(source, target, length)
+
+    rt.copy_prefix = counting  # type: ignore[method-assign]
     texts: dict[str, str] = {}
     ends: dict[str, dict[str, Any]] = {}
 
@@ -110,7 +118,17 @@ def _main(path: str, scenario: str) -> None:
         busy_steps = len(steps)
         run(Submit("middle again", chat(QUESTIONS[2]), 12, temperature=0))
         del steps[busy_steps:]
-    print(json.dumps({"steps": steps, "texts": texts, "ends": ends}))
+    elif scenario == "already-in-line":
+        # Conversation 1 asked three times at once: the other two are copied next to it (0, 2).
+        run(*(Submit(f"thrice{k}", chat(QUESTIONS[1]), 12, temperature=0) for k in range(3)))
+        del copies[:], steps[:]
+        # With conversation 3 going on in slot 3, conversation 1 is asked again: slot 2, next
+        # to it, already holds it, though slot 0 is the first that does.
+        run(
+            Submit("long3", chat(QUESTIONS[3]), 20, temperature=0),
+            then=[(1, Submit("once", chat(QUESTIONS[1]), 12, temperature=0))],
+        )
+    print(json.dumps({"steps": steps, "texts": texts, "ends": ends, "copies": copies}))
 
 
 if __name__ == "__main__":
