@@ -1,0 +1,86 @@
+"""What prompt-lookup drafting costs where it does not help: a story, drafting on vs off, in one process.
+
+Two daemons compared against each other differ by their start order alone (the one started
+first ran ~8% slower on the 2-vCPU VM, drafting off in both; see RESULTS.md), which is as large
+as what is measured here. So this runs the worker's own `Batcher` on two `LlamaRuntime`s in one
+process, `engine.speculative_tokens` 8 and 0, and generates the same 128-token greedy story on
+each in turn, the order alternating, and prints tok/s after the first token and the decode time
+per token (what the guesses cost the model, apart from Python).
+
+    .venv/bin/python benchmarks/bench_drafting_cost.py --rounds 16
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+from bench_engine import QUESTION
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=16)
+    parser.add_argument("--tokens", type=int, default=128)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+
+    from appliance.config import load_config
+    from appliance.engine.messages import Load, Submit
+    from appliance.runtime import activate_in_process
+    from appliance.store.embedded import embedded_model_path
+
+    activate_in_process(load_config())  # the self-tested CPU variant the workers load
+    from appliance.engine.worker.batcher import Batcher
+    from appliance.engine.worker.llamacpp import LlamaRuntime
+
+    model = str(embedded_model_path())
+    prompt = f"<|im_start|>user\n{QUESTION}<|im_end|>\n<|im_start|>assistant\n"
+    batchers = {}
+    for name, guesses in (("drafting on", 8), ("drafting off", 0)):
+        load = Load(model, 4096, args.threads, slots=16, draft_tokens=guesses)
+        batchers[name] = Batcher(LlamaRuntime(load), lambda message: None)
+
+    def story(name: str, round_no: int) -> tuple[float, float]:
+        """tok/s after the first token, and decode ms per token."""
+        batcher = batchers[name]
+        batcher.submit(Submit(f"{name}-{round_no}", prompt, args.tokens, temperature=0))
+        batcher.step()  # the prompt and the first token
+        decode, decoding = batcher.rt.decode, 0.0
+
+        def timed(batch: object) -> int:
+            nonlocal decoding
+            started = time.perf_counter()
+            result = decode(batch)
+            decoding += time.perf_counter() - started
+            return result
+
+        batcher.rt.decode = timed
+        started, before = time.perf_counter(), batcher.generated_tokens
+        while batcher.has_work():
+            batcher.step()
+        batcher.rt.decode = decode
+        tokens = batcher.generated_tokens - before
+        return tokens / (time.perf_counter() - started), decoding / tokens * 1000
+
+    results: dict[str, list[tuple[float, float]]] = {name: [] for name in batchers}
+    for round_no in range(args.rounds):
+        order = list(batchers) if round_no % 2 == 0 else list(reversed(batchers))
+        for name in order:
+            results[name].append(story(name, round_no))
+    on, off = results["drafting on"], results["drafting off"]
+    ratios = [a[0] / b[0] for a, b in zip(on, off, strict=True)]
+    drafting = batchers["drafting on"]
+    print(f"{args.rounds} paired rounds, {args.tokens}-token greedy story, one process")
+    print("| | tok/s | decode ms per token |\n|---|---:|---:|")
+    for name, values in results.items():
+        print(f"| {name} | {statistics.median(v[0] for v in values):.1f} | "
+              f"{statistics.median(v[1] for v in values):.2f} |")  # fmt: skip
+    print(f"on / off (median of paired rounds): {statistics.median(ratios):.3f}, "
+          f"on faster in {sum(r > 1 for r in ratios)}/{len(ratios)}; guesses decoded "
+          f"{drafting.draft_tokens}, kept {drafting.draft_accepted}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
