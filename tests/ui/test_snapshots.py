@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from textual.pilot import Pilot
+from textual.widgets import Input
 
 from appliance.client import AsyncAdminClient
 from appliance.ui.app import ApplianceApp
@@ -37,6 +38,10 @@ async def _settled(pilot: Pilot[None]) -> None:
     for _ in range(2):
         await pilot.app.workers.wait_for_complete()
         await pilot.wait_for_scheduled_animations()
+        # A text field's cursor blinks every half second: drawn steady, so the picture does
+        # not depend on how long the steps took (a slow box caught it both ways).
+        for field in pilot.app.screen.query(Input):
+            field.cursor_blink = False
         await pilot.pause()
 
 
