@@ -105,8 +105,6 @@ class Batcher:
         self.draft_model = getattr(runtime, "draft_model", None) if self.max_draft else None
         self.draft_policy = DraftPolicy()
         self.share_priors = SharePriors()
-        self.moves = 0
-        """Conversations moved into a gap between busy slots (`_close_gaps`)."""
         self.runs_matter = bool(getattr(runtime, "one_pass_per_run", False))
         """Whether a step decodes each run of consecutive sequence ids in a pass of its own."""
         self._decode_only = False  # whether the step being filled has no prompt positions
@@ -325,7 +323,6 @@ class Batcher:
         mover.seq, gap.seq = gap.seq, mover.seq
         gap.cached, gap.prompt_length = [], 0
         self.slots.sort(key=lambda slot: slot.seq)
-        self.moves += 1
 
     def _drafter(self, tokens: list[int]) -> NgramDrafter | None:
         return NgramDrafter(tokens, self.max_draft, self.share_priors) if self.max_draft else None
