@@ -5,7 +5,10 @@ first ran ~8% slower on the 2-vCPU VM, drafting off in both; see RESULTS.md), wh
 as what is measured here. So this runs the worker's own `Batcher` on two `LlamaRuntime`s in one
 process, `engine.speculative_tokens` 8 and 0, and generates the same 128-token greedy story on
 each in turn, the order alternating, and prints tok/s after the first token and the decode time
-per token (what the guesses cost the model, apart from Python).
+per token (what the guesses cost the model, apart from Python). That difference is within this
+VM's noise, so it also counts what the guess steps cost directly: their time beyond a one-token
+step, and the excess of the step after each (llama.cpp builds its graph again), as a share of
+all decode time with drafting on.
 
     .venv/bin/python benchmarks/bench_drafting_cost.py --rounds 16
 """
@@ -15,6 +18,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from typing import Any
 
 from bench_engine import QUESTION
 
@@ -49,11 +53,13 @@ def main() -> None:
         batcher.step()  # the prompt and the first token
         decode, decoding = batcher.rt.decode, 0.0
 
-        def timed(batch: object) -> int:
+        def timed(batch: Any) -> int:
             nonlocal decoding
             started = time.perf_counter()
             result = decode(batch)
-            decoding += time.perf_counter() - started
+            seconds = time.perf_counter() - started
+            decoding += seconds
+            steps[name].append((batch.n_tokens, seconds))
             return result
 
         batcher.rt.decode = timed
@@ -65,6 +71,7 @@ def main() -> None:
         return tokens / (time.perf_counter() - started), decoding / tokens * 1000
 
     results: dict[str, list[tuple[float, float]]] = {name: [] for name in batchers}
+    steps: dict[str, list[tuple[int, float]]] = {name: [] for name in batchers}
     for round_no in range(args.rounds):
         order = list(batchers) if round_no % 2 == 0 else list(reversed(batchers))
         for name in order:
@@ -80,6 +87,22 @@ def main() -> None:
     print(f"on / off (median of paired rounds): {statistics.median(ratios):.3f}, "
           f"on faster in {sum(r > 1 for r in ratios)}/{len(ratios)}; guesses decoded "
           f"{drafting.draft_tokens}, kept {drafting.draft_accepted}")  # fmt: skip
+    print(guess_cost(steps["drafting on"]))
+
+
+def guess_cost(steps: list[tuple[int, float]]) -> str:
+    """What the steps with guesses in them cost beyond one-token steps, and the step after each."""
+    one_token = statistics.median(seconds for size, seconds in steps if size == 1)
+    extra = 0.0
+    for index, (size, seconds) in enumerate(steps):
+        after_guesses = index > 0 and steps[index - 1][0] > 1
+        if size > 1 or after_guesses:
+            extra += max(0.0, seconds - one_token)
+    total = sum(seconds for _, seconds in steps)
+    guessed = sum(size > 1 for size, _ in steps)
+    return (f"steps with guesses: {guessed} of {len(steps)}; they and the steps after them took "
+            f"{extra * 1000:.0f} ms beyond one-token steps ({one_token * 1000:.2f} ms): "
+            f"{extra / total:.2%} of {total:.1f} s of decoding")  # fmt: skip
 
 
 if __name__ == "__main__":

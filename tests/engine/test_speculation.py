@@ -104,10 +104,40 @@ def test_on_a_compute_bound_stream_only_guesses_that_often_hold_ride() -> None:
     assert policy.choose(1, [(8, 0.9)]) == {0}  # quoting: an edit, a summary
 
 
-def test_a_step_size_not_seen_yet_is_drafted_to_learn_what_guesses_cost() -> None:
-    policy = policy_after(SIXTEEN_STREAMS)
-    assert policy.choose(4, [(8, 0.1)]) == {0}
-    assert policy.step_time(20) == pytest.approx(0.120)  # between the sizes seen: interpolated
+def test_a_new_worker_lets_guesses_ride_to_measure_what_they_cost() -> None:
+    policy = policy_after({1: 10.5})  # only one-position steps seen: nothing says
+    assert policy.choose(1, [(8, 0.1)]) == {0}
+    policy.record_step(9, 0.0417)
+    assert policy.step_time(5) == pytest.approx(0.0261)  # between the sizes seen: interpolated
+
+
+def test_a_step_size_not_seen_yet_is_estimated_from_the_sizes_seen() -> None:
+    policy = policy_after(ONE_STREAM_COMPUTE_BOUND)
+    # Two streams: 10 and 18 positions lie beyond what one stream showed, on its line.
+    assert policy.step_time(18) == pytest.approx(0.0417 + 9 * (0.0417 - 0.027) / 4)
+    assert policy.choose(2, [(8, 0.1), (8, 0.1)]) == set()  # two stories: not even to learn
+    assert policy.choose(2, [(8, 0.1), (8, 0.9)]) == {1}  # an edit beside a story
+
+
+def test_guesses_that_are_not_expected_to_pay_spend_no_more_than_the_probe_budget() -> None:
+    # Prose on a compute-bound stream: a one-position step takes 10 ms, one with 8 guesses 50 ms,
+    # and the step after that 14 ms (llama.cpp builds its graph for the other size again).
+    policy = policy_after({1: 10.0})
+    spent = guessing = 0.0
+    rides, previous = [], 0.010
+    for _ in range(20_000):
+        ride = policy.choose(1, [(8, 0.1)]) == {0}
+        seconds = 0.050 if ride else (0.014 if previous == 0.050 else 0.010)
+        policy.record_step(9 if ride else 1, seconds)
+        spent, guessing, previous = spent + seconds, guessing + seconds - 0.010, seconds
+        rides.append(ride)
+    # The first ride measures what guesses cost (nothing said it yet), and nothing else rides
+    # until decoding has paid that back: 44 ms at the budget's share of each 10 ms step.
+    assert rides[0]
+    assert rides.index(True, 1) >= 0.044 / (PROBE_BUDGET * 0.010)
+    # All in all guesses ride now and then, and cost what the budget allows, not more.
+    assert rides.count(True) >= 10
+    assert PROBE_BUDGET / 2 < guessing / spent <= PROBE_BUDGET
 
 
 def test_a_sequence_s_share_of_held_guesses_follows_what_it_now_writes() -> None:

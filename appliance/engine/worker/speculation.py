@@ -194,11 +194,14 @@ class NgramDrafter:
             self.priors.model_feedback(drafted, accepted)
 
 
-PROBE_BUDGET = 0.01
-"""Share of decode time spent on guesses the policy expects not to pay: now and then they all
-ride anyway, so each sequence's share stays true to what it now writes and drafting comes back
-when it pays again. Probing at a fixed interval instead cost 3% at one stream on a 2-core VM,
-where nine positions take four times as long as one."""
+PROBE_BUDGET = 0.005
+"""Share of decode time spent on guesses the policy does not expect to pay: now and then they
+all ride anyway, so each sequence's share stays true to what it now writes and drafting comes
+back when it pays again. The same budget pays for measuring what a step costs with guesses in
+it where nothing measured says so yet, and for the slower step that follows a step of another
+size (llama.cpp builds its compute graph again). Probing at a fixed interval instead cost 3% at
+one stream on a 2-core VM, where nine positions take four times as long as one; a 1% budget
+with those measurements outside it cost 1-3% on a story."""
 
 
 STALE_STEPS = 1000
@@ -224,8 +227,12 @@ class DraftPolicy:
     a CPU each position costs compute: only a sequence that quotes (an edit, a summary) pays.
     T is learned from decode-only steps (each position asks for logits, as guesses do; a prompt
     chunk does not) as a running average per step size, because it is not linear; between sizes
-    seen it is interpolated, and a size beyond them means drafting, which is how it is learned.
-    A size not seen for `STALE_STEPS` is forgotten and learned again the same way.
+    seen it is interpolated, and beyond them extrapolated from the nearest two. With one size
+    seen (a new worker; or the others forgotten, not seen for `STALE_STEPS`) nothing says what
+    guesses cost: they ride to measure it, unless the probe budget is spent.
+
+    Guesses that ride without being expected to pay (probes, and those measuring) are charged
+    to one budget, `probe_budget` of decode time, at what they turned out to cost.
     """
 
     def __init__(self, smoothing: float = 0.1, probe_budget: float = PROBE_BUDGET) -> None:
@@ -237,10 +244,17 @@ class DraftPolicy:
         """The step (of `_steps`) at which each size in `step_s` was last seen."""
         self._steps = 0
         self._probe_credit = 0.0
-        """Seconds of decoding that probes may still spend (`probe_budget` of each step)."""
+        """Seconds of decoding that unpaid guesses may still spend (`probe_budget` of each
+        step); below zero after a measurement that cost more than was saved up."""
+        self._charged: tuple[int, float] | None = None
+        """The step just chosen with unpaid guesses in it: its size without them, and what
+        they were charged (corrected to what they cost once the step is timed)."""
+        self._after_unpaid = False
+        """Whether the last step timed had unpaid guesses (the next one's extra time is theirs)."""
 
     def record_step(self, positions: int, seconds: float) -> None:
         """A decode-only step (every position asked for logits) and how long it took."""
+        self._settle(positions, seconds)
         self._steps += 1
         if self._steps % _FORGET_EVERY == 0:
             self._forget_stale()
@@ -250,34 +264,63 @@ class DraftPolicy:
         )
         self._seen_at[positions] = self._steps
 
+    def _settle(self, positions: int, seconds: float) -> None:
+        """Charge unpaid guesses what they cost: the time their step took beyond the step
+        without them, and then the next step's time beyond its usual (a graph rebuilt)."""
+        if self._after_unpaid:
+            self._after_unpaid = False
+            usual = self.step_s.get(positions)
+            if usual is not None:
+                self._probe_credit -= max(0.0, seconds - usual)
+        if self._charged is None:
+            return
+        without, charged = self._charged
+        self._charged = None
+        self._after_unpaid = True
+        base = self.step_time(without)
+        if base is not None:
+            self._probe_credit += charged - max(0.0, seconds - base)
+
     def _forget_stale(self) -> None:
         oldest = self._steps - STALE_STEPS
         for positions in [n for n, seen in self._seen_at.items() if seen < oldest]:
             del self.step_s[positions], self._seen_at[positions]
 
     def step_time(self, positions: int) -> float | None:
-        """T(positions): seen, or interpolated between the sizes seen around it; else None."""
+        """T(positions): seen, or estimated from the two sizes seen nearest to it (between
+        them, or beyond them on a line through them); None while fewer than two were seen."""
         if positions in self.step_s:
             return self.step_s[positions]
+        if len(self.step_s) < 2:
+            return None
         below = [n for n in self.step_s if n < positions]
         above = [n for n in self.step_s if n > positions]
-        if not below or not above:
-            return None
-        low, high = max(below), min(above)
+        if below and above:
+            low, high = max(below), min(above)
+        elif below:
+            low, high = sorted(below)[-2:]
+        else:
+            low, high = sorted(above)[:2]
         t_low, t_high = self.step_s[low], self.step_s[high]
-        return t_low + (t_high - t_low) * (positions - low) / (high - low)
+        estimate = t_low + (t_high - t_low) * (positions - low) / (high - low)
+        if not above:  # a bigger step is no faster than the biggest seen
+            return max(estimate, t_high)
+        if not below:  # a smaller one takes at least its share of the smallest seen
+            return max(estimate, t_low * positions / low)
+        return estimate
 
     def pays(self, positions: int, guesses: int, share: float) -> bool:
         """Whether one sequence's `guesses` alone would pay in a step of `positions` (asked
         before a draft model spends decodes making them)."""
         now, then = self.step_time(positions), self.step_time(positions + guesses)
         if now is None or then is None:
-            return True  # a size not seen yet: draft, and learn what it costs
+            return self._probe_credit >= 0  # nothing measured yet: draft, to learn the cost
         return share * guesses * now > positions * (then - now)
 
     def choose(self, positions: int, candidates: list[tuple[int, float]]) -> set[int]:
         """Which of `candidates` ((guesses, share held) per sequence, by index) ride in a step
         of `positions` real positions."""
+        self._charged = None  # a step chosen before and never timed keeps what it was charged
         chosen: set[int] = set()
         tokens, size = float(positions), positions
         order = sorted(range(len(candidates)), key=lambda i: -candidates[i][1])
@@ -287,11 +330,9 @@ class DraftPolicy:
                 continue
             now, then = self.step_time(size), self.step_time(size + guesses)
             if now is None or then is None:
-                pays = True  # a size not seen yet: draft, and learn what it costs
-            else:
-                extra = then - now
-                pays = extra <= 0 or share * guesses * now > tokens * extra
-            if pays:
+                continue  # nothing measured says: a probe's (or a measurement's) to decide
+            extra = then - now
+            if extra <= 0 or share * guesses * now > tokens * extra:
                 chosen.add(index)
                 tokens += share * guesses
                 size += guesses
@@ -300,7 +341,8 @@ class DraftPolicy:
     def _probe(
         self, positions: int, size: int, candidates: list[tuple[int, float]], chosen: set[int]
     ) -> set[int]:
-        """The guesses left out, once the probe budget saved up pays for all of them."""
+        """The guesses left out, once the probe budget saved up pays for all of them (or, with
+        nothing measured yet to say what they cost, while the budget is not overspent)."""
         step = self.step_time(positions)
         if step is not None:
             self._probe_credit += self.probe_budget * step
@@ -309,8 +351,10 @@ class DraftPolicy:
             return set()
         with_them = self.step_time(size + sum(candidates[i][0] for i in left))
         without = self.step_time(size)
-        cost = None if with_them is None or without is None else with_them - without
-        if cost is not None and cost > self._probe_credit:
+        cost = 0.0 if with_them is None or without is None else with_them - without
+        if cost > self._probe_credit or self._probe_credit < 0:
             return set()
-        self._probe_credit = 0.0
+        # Savings beyond one probe are not kept: a long quiet spell would pay for a burst.
+        self._probe_credit = min(0.0, self._probe_credit - cost)
+        self._charged = (size, cost)
         return set(left)
