@@ -1,8 +1,8 @@
 """What prompt-lookup drafting costs where it does not help: a story, drafting on vs off, in one process.
 
-Two daemons compared against each other differ by their start order alone (the one started
-first ran ~8% slower on the 2-vCPU VM, drafting off in both; see RESULTS.md), which is as large
-as what is measured here. So this runs the worker's own `Batcher` on two `LlamaRuntime`s in one
+Two identical daemons (drafting off in both) compared against each other differ by 2-8% in a
+sitting on the 2-vCPU VM, for reasons not found (not their start order, not the model file; see
+RESULTS.md), which is more than what is measured here. So this runs the worker's own `Batcher` on two `LlamaRuntime`s in one
 process, `engine.speculative_tokens` 8 and 0, and generates the same 128-token greedy story on
 each in turn, the order alternating, and prints tok/s after the first token and the decode time
 per token (what the guesses cost the model, apart from Python). That difference is within this

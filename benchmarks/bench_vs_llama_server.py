@@ -503,11 +503,10 @@ def render(args, clients, tps, ttft, ratios, cold, warm, edit, memory, load_befo
         head.append(f"| raw decode ceiling, 1 sequence, the edit's prompt, tok/s (edit: ours / ceiling) "
                     f"| {med(edit['raw ceiling, 1 sequence']):.1f} | | "
                     f"**{med(ratios['edit_vs_raw1']):.2f}×** | |")  # fmt: skip
-        # Two daemons differ by their start order alone (~8% on the 2-vCPU VM, the first
-        # started slower): drafting's own cost is measured in one process by
-        # bench_drafting_cost.py.
-        head.append(f"| story workload, 1 stream: ours drafting on / off (paired; ours "
-                    f"started first, see bench_drafting_cost.py) | | | "
+        # Two identical daemons differ by 2-8% in a sitting on the 2-vCPU VM (cause not found):
+        # drafting's own cost is measured in one process by bench_drafting_cost.py.
+        head.append(f"| story workload, 1 stream: ours drafting on / off (paired; two daemons, "
+                    f"see bench_drafting_cost.py) | | | "
                     f"{med(ratios['story1_vs_off']):.2f}× | |")  # fmt: skip
     spread = "; ".join(f"{k}: {min(v):.2f}–{max(v):.2f}" for k, v in ratios.items() if v)
     return "\n\n".join([
